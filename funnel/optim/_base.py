@@ -1,0 +1,187 @@
+"""What every optimizer of this package shares: lazy state, the state-dtype policy, gradient preparation,
+hyperparameter checks and the per-tensor / foreach switch."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+# exp() arguments are clipped to this bound (float32's exp overflows near 88.7). With it a multiplicative update
+# can never produce inf, and hence never 0 * inf = nan; no sane gamma comes near it. Not part of any paper.
+MAX_EXPONENT = 80.0
+
+# Added to each norm of a cosine-normalized update (Funnel eq. 12, multiplicative HD) so that a zero
+# previous direction gives a zero exponent instead of 0 / 0.
+NORM_EPS = 1e-10
+
+
+def state_dtype(param: Tensor) -> torch.dtype:
+    """The dtype of an optimizer's floating state: the parameter's own for fp32/fp64, fp32 for bf16/fp16."""
+    return param.dtype if param.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def restore_state(saved: dict, loaded: dict, param: Tensor) -> dict:
+    """The state of `param` after `load_state_dict`: floating tensors copied from the checkpoint's own `saved`
+    values in `state_dtype(param)` on the parameter's device; everything else as torch loaded it (`loaded`).
+
+    torch's `load_state_dict` casts floating state to the parameter dtype, which for bf16/fp16 parameters would
+    round our fp32 state to half precision before anything could undo it. Keys named "step" are torch's business.
+    """
+    out = {}
+    for key, value in saved.items():
+        if isinstance(value, dict):
+            out[key] = restore_state(value, loaded[key], param)
+        elif isinstance(value, Tensor) and value.is_floating_point() and key != "step":
+            out[key] = value.to(device=param.device, dtype=state_dtype(param), copy=True)
+        else:
+            out[key] = loaded[key]
+    return out
+
+
+def prepare_grads(params: list[Tensor], grads: list[Tensor], weight_decay: float, maximize: bool,
+                  foreach: bool) -> list[Tensor]:
+    """The raw gradients g of the spec: in the state dtype, negated to maximize, plus coupled L2 weight decay."""
+    if not foreach:
+        out = []
+        for p, g in zip(params, grads):
+            g = g.to(state_dtype(p))
+            if maximize:
+                g = -g
+            out.append(g.add(p, alpha=weight_decay) if weight_decay != 0 else g)
+        return out
+    out = list(grads)
+    for idx in bucket_by_device_and_dtype(params):
+        bucket = [grads[i].to(state_dtype(params[i])) for i in idx]
+        if maximize:
+            bucket = torch._foreach_neg(bucket)
+        if weight_decay != 0:
+            bucket = torch._foreach_add(bucket, [params[i] for i in idx], alpha=weight_decay)
+        for i, g in zip(idx, bucket):
+            out[i] = g
+    return out
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """<a, b> over all elements, as a 0-d tensor (no host sync)."""
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+def clipped_exp(x: Tensor) -> Tensor:
+    """exp(x) with x clipped to +-MAX_EXPONENT, in place on x."""
+    return x.clamp_(-MAX_EXPONENT, MAX_EXPONENT).exp_()
+
+
+def bucket_by_device_and_dtype(params: list[Tensor]) -> list[list[int]]:
+    """Indices of `params` grouped so that foreach kernels see one device and one dtype at a time."""
+    buckets: dict[tuple, list[int]] = defaultdict(list)
+    for i, p in enumerate(params):
+        buckets[(p.device, p.dtype)].append(i)
+    return list(buckets.values())
+
+
+def default_foreach(params: Iterable[Tensor]) -> bool:
+    """Like torch.optim: the foreach path by default only when every tensor is on a CUDA device."""
+    return all(p.device.type == "cuda" for p in params)
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def check_nonnegative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+        raise ValueError(f"Invalid {name}: {value!r} (must be a finite number >= 0)")
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0 <= value < 1):
+        raise ValueError(f"Invalid {name}: {value!r} (must be in [0, 1))")
+
+
+def check_betas(name: str, betas) -> None:
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"Invalid {name}: {betas!r} (must be a pair (beta1, beta2), each in [0, 1))")
+    for i, b in enumerate(betas):
+        check_unit_interval(f"{name}[{i}]", b)
+
+
+def check_range(name: str, value) -> None:
+    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+    if not ok or not (0 <= value[0] < value[1]) or math.isnan(value[1]):
+        raise ValueError(f"Invalid {name}: {value!r} (must be a pair (low, high) with 0 <= low < high)")
+
+
+def check_choice(name: str, value, choices: Iterable) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"Invalid {name}: {value!r} (valid: {', '.join(map(repr, choices))})")
+
+
+# ----------------------------------------------------------------------------------------------- the base class
+class StatefulOptimizer(Optimizer):
+    """A torch Optimizer whose per-parameter state is created lazily by `_init_state` and follows `state_dtype`.
+
+    Subclasses implement `_check_group(group)` (raise ValueError on a bad hyperparameter), `_init_state(group,
+    param, state)` and `_step_group(group, params, grads, states)`, which `step` calls for every group with at
+    least one gradient.
+    """
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:
+            if p.is_complex():
+                raise ValueError(f"{type(self).__name__} does not support complex parameters; "
+                                 "pass torch.view_as_real(param) instead")
+        self._check_group(group)
+
+    def _check_group(self, group: dict) -> None:
+        raise NotImplementedError
+
+    def _init_state(self, group: dict, param: Tensor, state: dict) -> None:
+        raise NotImplementedError
+
+    def _step_group(self, group: dict, params: list[Tensor], grads: list[Tensor], states: list[dict]) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = self._params_with_grad(group)
+            if params:
+                self._step_group(group, params, grads, states)
+        return loss
+
+    def _params_with_grad(self, group: dict) -> tuple[list[Tensor], list[Tensor], list[dict]]:
+        """The group's parameters that have a gradient, their gradients and their (initialized) states."""
+        params, grads, states = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if not state:
+                self._init_state(group, p, state)
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state)
+        return params, grads, states
+
+    def _use_foreach(self, group: dict, params: list[Tensor]) -> bool:
+        foreach = group.get("foreach")
+        return default_foreach(params) if foreach is None else bool(foreach)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        saved_state = state_dict["state"]
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for saved_id, p in zip(saved_ids, params):
+            if saved_id in saved_state:
+                self.state[p] = restore_state(saved_state[saved_id], self.state[p], p)
