@@ -1,0 +1,140 @@
+"""Hypergradient descent (Baydin et al., ICLR 2018, arXiv 1703.04782): SGD-HD, SGDN-HD and Adam-HD.
+
+Spec: ../shared/spec/algorithms.md section 3. One rate alpha per param group, kept in ``group["lr"]`` as a 0-d
+tensor after the first step (so the update never syncs with the host; schedulers and `optimizer_stats` read it).
+"""
+from __future__ import annotations
+
+import torch
+
+from ._base import NORM_EPS, bucket_by_device_and_dtype, check_nonnegative, check_unit_interval, dot, \
+    prepare_grads, state_dtype
+from .inner import AdamPreconditioner, SGDPreconditioner
+from .preconditioned import PreconditionedOptimizer
+
+
+class _Hypergradient(PreconditionedOptimizer):
+    """w <- w - alpha * d, with d the base method's direction and alpha adapted by the hypergradient
+    h = sum over the group of <g, d_prev>, computed before any parameter moves:
+    additive alpha <- alpha + hypergrad_lr * h; multiplicative alpha <- alpha * (1 + hypergrad_lr * h / (|g| |d_prev|)).
+    """
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        check_nonnegative("hypergrad_lr", group["hypergrad_lr"])
+        check_unit_interval("momentum", group["momentum"])
+        if group["nesterov"] and group["momentum"] <= 0:
+            raise ValueError("Invalid nesterov=True with momentum=0 (Nesterov needs a momentum > 0)")
+        min_lr = group["min_lr"]
+        if min_lr is not None and not (isinstance(min_lr, (int, float)) and min_lr == min_lr):
+            raise ValueError(f"Invalid min_lr: {min_lr!r} (must be None or a number)")
+
+    @staticmethod
+    def _last_key(group) -> str:
+        # Plain momentum applies d = buf, so the previous direction is the momentum buffer itself.
+        return "momentum_buffer" if group["momentum"] > 0 and not group["nesterov"] else "last_direction"
+
+    def _init_state(self, group, param, state):
+        super()._init_state(group, param, state)
+        zeros = lambda: torch.zeros_like(param, dtype=state_dtype(param), memory_format=torch.preserve_format)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = zeros()
+        state.setdefault(self._last_key(group), zeros())
+
+    def _step_group(self, group, params, grads, states):
+        foreach = self._use_foreach(group, params)
+        grads = prepare_grads(params, grads, group["weight_decay"], False, foreach)
+        key = self._last_key(group)
+        alpha = self._adapt_rate(group, grads, [st[key] for st in states])
+        group["lr"] = alpha
+        if foreach:
+            for idx in bucket_by_device_and_dtype(params):
+                self._foreach_apply(group, [params[i] for i in idx], [grads[i] for i in idx],
+                                    [states[i] for i in idx], alpha.to(params[idx[0]].device), key)
+        else:
+            for p, g, st in zip(params, grads, states):
+                d = self._direction(group, p, g, st)
+                if key == "last_direction":
+                    st["last_direction"].copy_(d)
+                p.addcmul_(d, alpha.to(p.device), value=-1)
+                st["step"] += 1
+
+    def _adapt_rate(self, group, grads, lasts) -> torch.Tensor:
+        dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+        alpha = torch.as_tensor(group["lr"], dtype=dtype, device=grads[0].device)
+        h = torch.stack([dot(g, d).to(alpha) for g, d in zip(grads, lasts)]).sum()
+        beta = group["hypergrad_lr"]
+        if group["multiplicative"]:
+            g_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g).to(alpha) for g in grads]))
+            d_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d).to(alpha) for d in lasts]))
+            alpha = alpha * (1 + beta * h / ((g_norm + NORM_EPS) * (d_norm + NORM_EPS)))
+        else:
+            alpha = alpha + beta * h
+        if group["min_lr"] is not None:
+            alpha = alpha.clamp_min(group["min_lr"])
+        return alpha
+
+    def _direction(self, group, p, g, st):
+        """The base method's direction d: the preconditioned gradient, then (SGDN) momentum on top."""
+        d = self._preconditioner(group).direction(p, g, st, st["step"] + 1)
+        mu = group["momentum"]
+        if mu > 0:
+            buf = st["momentum_buffer"].mul_(mu).add_(d)
+            d = d.add(buf, alpha=mu) if group["nesterov"] else buf
+        return d
+
+    def _foreach_apply(self, group, params, grads, states, alpha, key):
+        ds = self._preconditioner(group).foreach_direction(params, grads, states, [st["step"] + 1 for st in states])
+        mu = group["momentum"]
+        if mu > 0:
+            bufs = [st["momentum_buffer"] for st in states]
+            torch._foreach_mul_(bufs, mu)
+            torch._foreach_add_(bufs, ds)
+            ds = torch._foreach_add(ds, bufs, alpha=mu) if group["nesterov"] else bufs
+        if key == "last_direction":
+            torch._foreach_copy_([st["last_direction"] for st in states], ds)
+        torch._foreach_sub_(params, torch._foreach_mul(ds, alpha))
+        for st in states:
+            st["step"] += 1
+
+
+class SGDHD(_Hypergradient):
+    """SGD-HD; with momentum, SGDN-HD (PyTorch's momentum convention buf <- mu buf + g, d = buf, or
+    d = g + mu buf with Nesterov).
+
+    State: ``step``, ``momentum_buffer`` (momentum > 0) and ``last_direction`` (the d applied at the previous step;
+    not kept for plain momentum, where it is the momentum buffer). ``min_lr`` optionally floors alpha, which the
+    additive rule may otherwise drive negative (the paper allows it).
+
+    Example:
+        >>> opt = SGDHD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, hypergrad_lr=1e-3)
+    """
+
+    preconditioner_class = SGDPreconditioner
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, hypergrad_lr: float = 1e-3, multiplicative: bool = False,
+                 min_lr: float | None = None, foreach: bool | None = None):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                                      hypergrad_lr=hypergrad_lr, multiplicative=multiplicative, min_lr=min_lr,
+                                      foreach=foreach))
+
+
+class AdamHD(_Hypergradient):
+    """Adam-HD: d = m_hat / (sqrt(v_hat) + eps), alpha adapted by hypergradient descent.
+
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``last_direction``.
+
+    Example:
+        >>> opt = AdamHD(model.parameters(), lr=1e-3, hypergrad_lr=1e-7)
+    """
+
+    preconditioner_class = AdamPreconditioner
+    preconditioner_keys = ("betas", "eps")
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, hypergrad_lr: float = 1e-7, multiplicative: bool = False,
+                 min_lr: float | None = None, foreach: bool | None = None):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, momentum=0.0, nesterov=False,
+                                      weight_decay=weight_decay, hypergrad_lr=hypergrad_lr,
+                                      multiplicative=multiplicative, min_lr=min_lr, foreach=foreach))
