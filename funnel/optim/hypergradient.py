@@ -5,6 +5,8 @@ tensor after the first step (so the update never syncs with the host; schedulers
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from ._base import NORM_EPS, bucket_by_device_and_dtype, check_nonnegative, check_unit_interval, dot, \
@@ -18,6 +20,9 @@ class _Hypergradient(PreconditionedOptimizer):
     h = sum over the group of <g, d_prev>, computed before any parameter moves:
     additive alpha <- alpha + hypergrad_lr * h; multiplicative alpha <- alpha * (1 + hypergrad_lr * h / (|g| |d_prev|)).
     """
+
+    # The optimizer owns group["lr"]: a learning-rate schedule writing it would undo the adaptation.
+    adapts_lr: ClassVar[bool] = True
 
     def _check_group(self, group):
         super()._check_group(group)
