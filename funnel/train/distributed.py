@@ -1,0 +1,76 @@
+"""DDP from the environment that torchrun (or SLURM through submitit) sets, and a clean exit for its workers."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _export_slurm_environment() -> None:
+    """Under SLURM without torchrun (the submitit launcher), derive RANK/WORLD_SIZE/MASTER_ADDR from SLURM."""
+    if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    try:
+        import submitit
+    except ImportError as err:
+        raise RuntimeError("A multi-task SLURM job needs submitit (pip install hydra-submitit-launcher) or torchrun "
+                           "to set RANK/WORLD_SIZE") from err
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def setup(device: str = "auto") -> Distributed:
+    """Join the process group if this is one of several ranks (once per process: re-initialising hangs), and
+    pick this rank's device ("auto": its GPU when there is one, else the CPU)."""
+    _export_slurm_environment()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cpu":  # share the cores between the ranks of this node
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    return Distributed(rank, world_size, local_rank, device)
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In-place sum or max over the ranks (a no-op on one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
+    return tensor
+
+
+def exit_cleanly(code: int = 0) -> None:
+    """End a torchrun worker without the interpreter-exit abort that torch sometimes hits with gloo: barrier,
+    destroy the process group, flush, and leave with os._exit. A single process just returns."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

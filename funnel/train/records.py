@@ -1,0 +1,130 @@
+"""What a run leaves in its directory: metrics.jsonl (the record), gains.npz (gain trajectories) and summary.json.
+Only rank 0 writes. On resume, entries past the checkpoint's step are dropped so the record matches an
+uninterrupted run."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; "nan" stays readable
+    return value
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per logged step."""
+
+    def __init__(self, path: str | Path, resume_step: int | None = None):
+        self.path = Path(path)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= resume_step]
+            _atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        self._file = open(self.path, "a")
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+
+
+class GainTrajectories:
+    """Per parameter with Funnel state: its scale and the gains of `samples` fixed coordinates (chosen with a seed
+    from the parameter's name), at every recorded step. Saved as gains.npz with arrays `step`, `scale/<name>`
+    (T,), `gain/<name>` (T, k) and `index/<name>` (k,)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, named_parameters, samples: int = 8, seed: int = 0):
+        self.optimizer = optimizer
+        self.named = list(named_parameters)
+        self.samples, self.seed = samples, seed
+        self.index: dict[str, torch.Tensor] = {}
+        self.steps: list[int] = []
+        self.scales: dict[str, list[float]] = {}
+        self.gains: dict[str, list[np.ndarray]] = {}
+
+    def _tracked(self):
+        for name, p in self.named:
+            state = self.optimizer.state.get(p, {})
+            if isinstance(state.get("gain"), torch.Tensor):
+                if name not in self.index:
+                    gen = torch.Generator().manual_seed(self.seed + sum(map(ord, name)))
+                    pick = torch.randperm(p.numel(), generator=gen)[: self.samples]
+                    self.index[name] = pick.sort().values
+                yield name, state
+
+    def record(self, step: int) -> None:
+        tracked = list(self._tracked())
+        if not tracked:
+            return
+        rows = [torch.cat([st["scale"].reshape(1).float(),
+                           st["gain"].reshape(-1)[self.index[name].to(st["gain"].device)].float()])
+                for name, st in tracked]
+        flat = torch.cat([r.to(rows[0].device) for r in rows]).cpu()  # one device-to-host copy
+        self.steps.append(step)
+        for (name, _), row in zip(tracked, flat.split([len(r) for r in rows])):
+            row = row.numpy()
+            self.scales.setdefault(name, []).append(float(row[0]))
+            self.gains.setdefault(name, []).append(row[1:])
+
+    def save(self, path: str | Path) -> None:
+        if not self.steps:
+            return
+        arrays = {"step": np.asarray(self.steps)}
+        for name in self.scales:
+            arrays[f"scale/{name}"] = np.asarray(self.scales[name])
+            arrays[f"gain/{name}"] = np.stack(self.gains[name])
+            arrays[f"index/{name}"] = self.index[name].numpy()
+        tmp = Path(path).with_name(Path(path).name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path, upto_step: int) -> None:
+        """Continue the trajectories of an interrupted run, up to and including `upto_step`."""
+        if not Path(path).exists():
+            return
+        with np.load(path) as data:
+            keep = data["step"] <= upto_step
+            self.steps = data["step"][keep].tolist()
+            for key in data.files:
+                if key.startswith("scale/"):
+                    name = key[len("scale/"):]
+                    self.scales[name] = data[key][keep].tolist()
+                    self.gains[name] = list(data[f"gain/{name}"][keep])
+                    self.index[name] = torch.from_numpy(data[f"index/{name}"])
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    _atomic_write_text(Path(path), json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def git_state(source: str | Path) -> dict:
+    """The commit of the code that ran, and whether its tree had uncommitted changes."""
+    try:
+        run = lambda *args: subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10)
+        commit = run("rev-parse", "HEAD").stdout.strip() or None
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no").stdout.strip()) if commit else None
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
