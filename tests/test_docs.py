@@ -10,10 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_ci_runs_the_readme_test_command():
-    command = re.search(r"## Run the tests.*?```bash\n(.+?)\n```", README, re.S).group(1).strip()
+def fresh_machine_commands() -> list[str]:
+    section = README.split("## On a fresh machine", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.+?)\n```", section, re.S)]
+
+
+def test_readme_gives_exactly_two_fresh_machine_commands_and_ci_runs_the_test_one():
+    demo, tests = fresh_machine_commands()
+    assert demo == "bash scripts/demo.sh" and "pytest" in tests
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert command in ci_lines
+    assert tests in ci_lines
 
 
 def test_readme_lists_every_registered_optimizer():

@@ -1,0 +1,98 @@
+"""The runner as users start it: torchrun DDP, a killed run restarted with the same command, a multirun grid."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from funnel.train import checkpoint
+from tests.helpers import run_cli
+
+TIME_KEYS = ("time/step_s", "time/samples_per_s")
+
+
+def common(fake_data, run_dir):
+    return ["experiment=quick", "logger=none", "trainer.progress_bar=false", "model=small_cnn",
+            f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz", "optimizer=funnel_momentum", "optimizer.lr=0.05",
+            "optimizer.gamma_p=1e-3", "optimizer.gamma_s=1e-2", "trainer.batch_size=64", "trainer.epochs=4",
+            "trainer.log_every=5", "trainer.eval_every=10", f"hydra.run.dir={run_dir}"]
+
+
+def check(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_two_ddp_processes_match_one(fake_data, tmp_path):
+    """Same global batch on 1 and 2 gloo ranks: the same parameters and Funnel state up to fp32 rounding.
+
+    The lr is small on purpose: at larger steps this CNN's training amplifies rounding chaotically (measured:
+    plain momentum at lr 0.2 ends 0.16 apart between 1 and 2 CPU threads of one process), which would hide a
+    real DDP error behind noise or fail a correct run. The gains use the continuous (unnormalized) rule: the
+    sign rule flips a gain by exp(2 gamma_p) wherever the EMA sits at zero within rounding (seen: 1 of 401,408).
+    """
+    args = lambda d: common(fake_data, d) + ["optimizer.lr=0.01", "optimizer.gamma_p=1.0", "optimizer.gamma_s=1e-3",
+                                             "optimizer.normalize_gains=false"]
+    check(run_cli(args(tmp_path / "one")))
+    check(run_cli(args(tmp_path / "two"), torchrun=2))
+    one, two = (checkpoint.load(tmp_path / d / checkpoint.LAST) for d in ("one", "two"))
+    assert one["step"] == two["step"] == 24
+    for key in one["model"]:
+        torch.testing.assert_close(two["model"][key], one["model"][key], rtol=1e-5, atol=1e-6, msg=key)
+    gains = []
+    for index, state in one["optimizer"]["state"].items():
+        for key in ("gain", "scale", "momentum_buffer"):
+            torch.testing.assert_close(two["optimizer"]["state"][index][key], state[key], rtol=1e-5, atol=1e-6)
+        gains.append(state["gain"].flatten())
+    assert (torch.cat(gains) - 1).abs().max() > 1e-3, "the gains never moved: Funnel was not exercised"
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and len(summary["state_sha256"]) == 2
+    assert summary["ranks_in_sync"], "model or optimizer state differs between the ranks"
+
+
+def test_killed_run_resumes_bit_identical(fake_data, tmp_path):
+    args = common(fake_data, tmp_path / "run") + ["trainer.checkpoint_every=10"]
+    check(run_cli(common(fake_data, tmp_path / "straight") + ["trainer.checkpoint_every=10"]))
+    killed = run_cli(args, env={"FUNNEL_KILL_AT_STEP": "15"})
+    assert killed.returncode == -9, "the run was not killed"
+    assert checkpoint.load(tmp_path / "run" / checkpoint.LAST)["step"] == 10
+    assert not (tmp_path / "run" / "summary.json").exists()
+    check(run_cli(args))  # the same command again
+
+    straight, resumed = (checkpoint.load(tmp_path / d / checkpoint.LAST) for d in ("straight", "run"))
+    assert resumed["step"] == straight["step"] == 24
+    for key in straight["model"]:
+        assert torch.equal(straight["model"][key], resumed["model"][key]), key
+    for index, state in straight["optimizer"]["state"].items():
+        for key, value in state.items():
+            other = resumed["optimizer"]["state"][index][key]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, key
+
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k not in TIME_KEYS}
+                          for line in path.read_text().splitlines()]
+    assert strip(tmp_path / "run" / "metrics.jsonl") == strip(tmp_path / "straight" / "metrics.jsonl")
+    with np.load(tmp_path / "run" / "gains.npz") as a, np.load(tmp_path / "straight" / "gains.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_multirun_grid_over_gamma_p(fake_data, tmp_path):
+    result = run_cli(["-m", "experiment=quick", "arm=quick_funnel", "logger=none", "trainer.progress_bar=false",
+                      f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz", "trainer.epochs=1",
+                      "optimizer.gamma_p=1e-5,1e-4,1e-3", f"hydra.sweep.dir={tmp_path}"])
+    check(result)
+    runs = sorted(p.parent for p in tmp_path.glob("*/metrics.jsonl"))
+    assert [p.name for p in runs] == [f"arm=quick_funnel,optimizer.gamma_p={v},trainer.epochs=1"
+                                      for v in ("0.0001", "0.001", "1e-05")]
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "finished"
+        assert summary["config"]["optimizer"]["gamma_p"] == float(run.name.split(",")[1].split("=")[1])
+
+
+def test_a_diverged_point_does_not_stop_the_sweep(fake_data, tmp_path):
+    result = run_cli(["-m", "experiment=quick", "arm=quick_adagrad", "optimizer=sgd", "model=small_cnn",
+                      "logger=none", "trainer.progress_bar=false", f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz",
+                      "trainer.epochs=1", "optimizer.lr=inf,0.01", f"hydra.sweep.dir={tmp_path}"])
+    check(result)
+    status = {p.parent.name: json.loads(p.read_text())["status"] for p in tmp_path.glob("*/summary.json")}
+    assert sorted(status.values()) == ["diverged", "finished"]
