@@ -16,6 +16,10 @@ if int(os.environ.get("RANK", "0")) > 0:
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from funnel.train import resolvers  # noqa: E402
+
+resolvers.register()
+
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):

@@ -71,3 +71,13 @@ def test_schedules():
     assert c(60, 110) == pytest.approx(0.55)
     with pytest.raises(ValueError, match="increasing fractions"):
         Staircase(decay_at=(0.75, 0.5))
+
+
+def test_long_override_lists_get_short_unique_directory_names():
+    from funnel.train.resolvers import short_dirname
+
+    a = ",".join(f"optimizer.key{i}={i}" for i in range(30))
+    b = a.replace("key29=29", "key29=30")
+    assert short_dirname("arm=x") == "arm=x"
+    assert len(short_dirname(a)) <= 200 and short_dirname(a) == short_dirname(a)
+    assert short_dirname(a) != short_dirname(b) and short_dirname(a).startswith(a[:150])
