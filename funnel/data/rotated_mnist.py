@@ -3,6 +3,9 @@
 Train, validation and test are each split into three disjoint subsets; subset k is rotated by angles[k]
 (bilinear, about the centre, 28x28 kept) and then every pixel below `noise_threshold` is replaced by U[0, 1]
 noise, drawn once per image at build time. Training runs through `phases`, one angle per phase.
+
+With one angle of 0 and noise_threshold 0 the same builder gives the plain dataset (configs/dataset/fashion_mnist.yaml),
+whose evaluation sets are then just "val" and "test".
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def _split(n: int, parts: int, gen: torch.Generator) -> list[torch.Tensor]:
 def build_rotated_mnist(base: str = "mnist_5k", root: str | Path = "data", download: bool = False,
                         angles=(0, 45, 90), phases=(90, 0, 45), val_size: int = 5000,
                         split_fractions=(0.6, 0.2, 0.2), noise_threshold: float = 1e-2, seed: int = 0,
-                        mnist_5k_path: str | None = None) -> TaskData:
+                        mnist_5k_path: str | None = None, name: str = "rotated_mnist") -> TaskData:
     """Build the dataset. `val_size` is held out of the training images for mnist and fashion_mnist; mnist_5k has
     no test split, so its 5,000 digits are shuffled and split by `split_fractions` (train, val, test)."""
     if base not in BASES:
@@ -67,9 +70,13 @@ def build_rotated_mnist(base: str = "mnist_5k", root: str | Path = "data", downl
             subsets[split][angle] = TensorSet(rotate_and_noise(x[idx], angle, noise_threshold, gen), y[idx].long())
 
     key = lambda a: f"angle{a:g}"
+    if len(angles) == 1:  # not a shift experiment: plain "val" and "test" sets, one phase
+        phase_list = [Phase("train", subsets["train"][angles[0]]) for _ in phases]
+        eval_sets = {split: subsets[split][angles[0]] for split in ("val", "test")}
+    else:
+        phase_list = [Phase(key(a), subsets["train"][a], current_eval=key(a)) for a in phases]
+        eval_sets = {f"{split}/{key(a)}": subsets[split][a] for split in ("val", "test") for a in angles}
     return TaskData(
-        name="rotated_mnist", input_shape=(1, 28, 28), num_classes=10,
-        phases=[Phase(key(a), subsets["train"][a], current_eval=key(a)) for a in phases],
-        eval_sets={f"{split}/{key(a)}": subsets[split][a] for split in ("val", "test") for a in angles},
+        name=name, input_shape=(1, 28, 28), num_classes=10, phases=phase_list, eval_sets=eval_sets,
         info=dict(base=base, angles=angles, phases=phases, seed=seed,
                   sizes={split: {key(a): len(s) for a, s in subsets[split].items()} for split in subsets}))

@@ -321,7 +321,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
             break
 
         record = {"step": step, "epoch": epoch + (batch_index + 1) / plan.per_epoch[phase_index],
-                  "phase": phase.name}
+                  "phase": phase.name, "time/elapsed_s": elapsed + time.perf_counter() - session_start}
         if log_now:
             mean_loss = distributed.all_reduce(loss_sum.clone()) / (ddp.world_size * window_steps)
             now = time.perf_counter()
