@@ -14,6 +14,7 @@ def fake_data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("data")
     fakes.write_idx(root / "MNIST" / "raw")
+    fakes.write_idx(root / "FashionMNIST" / "raw", seed=7)
     fakes.write_idx(root / "debian-fashion", compress=True, seed=5)
     fakes.write_mnist_5k_csv(root / "mnist_5k.csv.gz")
     fakes.write_cifar10(root)

@@ -9,6 +9,10 @@ from pathlib import Path
 import yaml
 from hydra import compose, initialize_config_dir
 
+from funnel.train import resolvers
+
+resolvers.register()
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -30,8 +34,11 @@ def tiny(experiment: str, data_root: Path) -> list[str]:
                               "trainer.epochs=1", "trainer.eval_batch_size=40"],
         "resnet50_imagenet": [f"dataset.root={data_root}/imagenet", "dataset.image_size=64",
                               "dataset.eval_resize=72", "trainer.batch_size=6", "trainer.eval_batch_size=9"],
+        "cnn_fashion": [f"dataset.root={data_root}", "dataset.val_size=60", "trainer.batch_size=32",
+                        "trainer.eval_batch_size=100"],
     }
-    return per_experiment[experiment] + ["trainer.max_steps=2", "trainer.log_every=1", "trainer.eval_every=2",
+    base = experiment.removesuffix("_sweep").removesuffix("_lr")  # sweeps shrink like the experiment they extend
+    return per_experiment[base] + ["trainer.max_steps=2", "trainer.log_every=1", "trainer.eval_every=2",
                                          "trainer.checkpoint_every=0", *QUIET]
 
 

@@ -35,7 +35,7 @@ def test_every_experiment_arm_runs_on_tiny_real_format_data(experiment, arm, fak
 def test_experiments_have_arms_and_run_commands():
     for experiment in EXPERIMENTS:
         text = (CONFIG_DIR / "experiment" / f"{experiment}.yaml").read_text()
-        assert "python run.py" in text.split("defaults:")[0], f"{experiment}: no run command in its header"
+        assert "run.py" in text.split("defaults:")[0], f"{experiment}: no run command in its header"
         for arm in arms(experiment):
             assert (CONFIG_DIR / "arm" / f"{arm}.yaml").exists(), f"{experiment}: arm {arm} has no config"
 

@@ -9,7 +9,7 @@ import torch
 from funnel.train import checkpoint
 from tests.helpers import run_cli
 
-TIME_KEYS = ("time/step_s", "time/samples_per_s")
+TIME_KEYS = ("time/step_s", "time/samples_per_s", "time/elapsed_s")
 
 
 def common(fake_data, run_dir):
