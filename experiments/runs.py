@@ -20,6 +20,12 @@ class Run:
     def config(self) -> dict:
         return (self.summary or {}).get("config", {})
 
+    @property
+    def arm(self) -> str:
+        """The run's row in a table: the config's label, else the optimizer's class."""
+        config = self.config
+        return config.get("label") or config.get("optimizer", {}).get("_target_", "?").rsplit(".", 1)[-1]
+
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of `key` over the records that have it."""
         rows = [(r["step"], r[key]) for r in self.metrics if key in r and isinstance(r[key], (int, float))]
@@ -63,3 +69,12 @@ def find_runs(root: str | Path) -> list[Run]:
     if not runs:
         raise FileNotFoundError(f"no runs under {root} (a run directory holds metrics.jsonl)")
     return runs
+
+
+def by_arm(runs: list[Run], order: list[str] | None = None) -> dict[str, list[Run]]:
+    """Runs grouped by arm, in `order` first (arms missing from the runs are left out), then as found."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.arm, []).append(run)
+    ordered = [a for a in (order or []) if a in groups] + [a for a in groups if a not in (order or [])]
+    return {a: sorted(groups[a], key=lambda r: r.config.get("seed", 0)) for a in ordered}

@@ -1,0 +1,71 @@
+"""Where a result came from: data, model, steps, seeds, hardware, wall time, commit and the commands."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import yaml
+
+from experiments.runs import Run
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sweep_commands(dirs) -> list[str]:
+    """`python run.py -m ...` for each sweep directory, from the multirun.yaml that Hydra wrote there."""
+    commands = []
+    for d in dirs:
+        path = Path(d) / "multirun.yaml"
+        if path.exists():
+            overrides = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
+            commands.append("python run.py -m " + " ".join(f"'{o}'" if "," in o or " " in o else o for o in overrides))
+    return commands
+
+
+def provenance(runs: list[Run], sweep_dirs=()) -> dict:
+    summaries = [r.summary for r in runs if r.summary]
+    configs = [s["config"] for s in summaries]
+    git = sorted({f"{s['git']['commit']}{'+dirty' if s['git']['dirty'] else ''}" for s in summaries})
+    devices = sorted({s["device"] for s in summaries})
+    return {
+        "runs": len(runs),
+        "data": sorted({json.dumps({k: v for k, v in c["dataset"].items() if k not in ("root", "mnist_5k_path")},
+                                   sort_keys=True) for c in configs}),
+        "model": sorted({json.dumps(c["model"], sort_keys=True) for c in configs}),
+        "steps": sorted({s["total_steps"] for s in summaries}),
+        "batch_size": sorted({c["trainer"]["batch_size"] for c in configs}),
+        "seeds": sorted({c["seed"] for c in configs}),
+        "hardware": {"cpu": cpu_name(), "cores": os.cpu_count(), "devices": devices,
+                     "world_size": sorted({s["world_size"] for s in summaries}),
+                     "torch": sorted({s["torch"] for s in summaries})},
+        "wall_time_s": {"total": sum(s["wall_time_s"] for s in summaries),
+                        "per_run_max": max((s["wall_time_s"] for s in summaries), default=0.0)},
+        "commit": git,
+        "commands": sweep_commands(sweep_dirs),
+    }
+
+
+def markdown(p: dict) -> str:
+    lines = ["## Provenance", "",
+             f"- runs: {p['runs']}; seeds: {p['seeds']}; steps per run: {p['steps']}; batch: {p['batch_size']}",
+             f"- data: {'; '.join(p['data'])}",
+             f"- model: {'; '.join(p['model'])}",
+             f"- hardware: {p['hardware']['cpu']} ({p['hardware']['cores']} cores), devices "
+             f"{p['hardware']['devices']}, DDP world size {p['hardware']['world_size']}, "
+             f"torch {', '.join(p['hardware']['torch'])}",
+             f"- wall time: {p['wall_time_s']['total']:.0f} s in all, at most {p['wall_time_s']['per_run_max']:.0f} s "
+             "per run",
+             f"- code: commit {', '.join(p['commit'])}"]
+    if p["commands"]:
+        lines += ["- commands:", *[f"  - `{c}`" for c in p["commands"]]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""The numbers read off runs, against values computed by hand."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from experiments import analysis, select
+from experiments.runs import Run
+
+
+def run_with(values: dict[int, float], phases=(("a", 0), ("b", 10)), total=20, status="finished", config=None):
+    metrics = [{"step": s, "test/current/top1": v, "time/elapsed_s": 0.5 * s} for s, v in sorted(values.items())]
+    summary = {"status": status, "total_steps": total, "final": {"test/current/top1": metrics[-1]["test/current/top1"]},
+               "phases": [{"name": n, "start_step": s} for n, s in phases], "config": config or {}}
+    return Run(Path("run"), "run", metrics, summary)
+
+
+CURVE = {0: 10, 2: 40, 4: 60, 6: 70, 8: 78, 10: 80, 12: 20, 14: 50, 16: 75, 18: 85, 20: 88}
+
+
+def test_phase_ends_and_recovery():
+    run = run_with(CURVE)
+    assert analysis.phase_bounds(run) == [("a", 0, 10), ("b", 10, 20)]
+    assert analysis.phase_end_values(run) == [80, 88]
+    # 90% of 80 = 72 is first reached at step 16, six steps after the shift at step 10, 3 s later
+    assert analysis.recovery(run) == [(6, 3.0)]
+    assert analysis.recovery(run, fraction=1.0) == [(8, 4.0)]
+    assert analysis.recovery(run_with({**CURVE, 16: 70, 18: 71, 20: 71.9})) == [(None, None)]
+
+
+def test_time_to_target_and_mean():
+    run = run_with(CURVE)
+    assert analysis.time_to_target(run, "test/current/top1", 60) == (4, 2.0)
+    assert analysis.time_to_target(run, "test/current/top1", 99) == (None, None)
+    assert analysis.mean_over_evaluations(run, "test/current/top1") == pytest.approx(sum(CURVE.values()) / 11)
+
+
+def test_mean_std():
+    assert analysis.mean_std([1, 2, 3]) == (2.0, 1.0, 3)
+    mean, std, n = analysis.mean_std([5, None, float("nan")])
+    assert (mean, n) == (5.0, 1) and math.isnan(std)
+    assert analysis.fmt(89.514, 0.176) == "89.51 ± 0.18" and analysis.fmt(float("nan"), 1) == "–"
+
+
+def test_selection_scores_and_swept_keys():
+    base = {"seed": 0, "optimizer": {"lr": 0.1, "gamma_p": 1e-4, "normalize_gains": True}}
+    runs = [run_with(CURVE, config={**base, "optimizer": {**base["optimizer"], "gamma_p": g, "normalize_gains": n}})
+            for g, n in ((1e-5, True), (1e-4, False))]
+    runs.append(run_with({0: 99.0, 2: 99.0}, status="diverged",
+                         config={**base, "optimizer": {**base["optimizer"], "gamma_p": 1e-3}}))
+    assert select.swept_keys(runs) == ["optimizer.gamma_p", "optimizer.normalize_gains"]
+    assert select.score(runs[2], "test/current/top1", "final") == -math.inf  # diverged never wins
+    assert select.score(runs[0], "test/current/top1", "best") == 88
+    assert select.override("optimizer.normalize_gains", False) == "optimizer.normalize_gains=false"
+    assert select.override("optimizer.gamma_p", 1e-05) == "optimizer.gamma_p=1e-05"
