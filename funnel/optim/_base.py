@@ -42,17 +42,19 @@ def restore_state(saved: dict, loaded: dict, param: Tensor) -> dict:
     return out
 
 
+def prepare_grad(param: Tensor, grad: Tensor, weight_decay: float, maximize: bool) -> Tensor:
+    """The raw gradient g of the spec: in the state dtype, negated to maximize, plus coupled L2 weight decay."""
+    grad = grad.to(state_dtype(param))
+    if maximize:
+        grad = -grad
+    return grad.add(param, alpha=weight_decay) if weight_decay != 0 else grad
+
+
 def prepare_grads(params: list[Tensor], grads: list[Tensor], weight_decay: float, maximize: bool,
                   foreach: bool) -> list[Tensor]:
-    """The raw gradients g of the spec: in the state dtype, negated to maximize, plus coupled L2 weight decay."""
+    """`prepare_grad` over lists, with foreach kernels (grouped by device and dtype) when `foreach`."""
     if not foreach:
-        out = []
-        for p, g in zip(params, grads):
-            g = g.to(state_dtype(p))
-            if maximize:
-                g = -g
-            out.append(g.add(p, alpha=weight_decay) if weight_decay != 0 else g)
-        return out
+        return [prepare_grad(p, g, weight_decay, maximize) for p, g in zip(params, grads)]
     out = list(grads)
     for idx in bucket_by_device_and_dtype(params):
         bucket = [grads[i].to(state_dtype(params[i])) for i in idx]

@@ -4,6 +4,9 @@ Spec: ../shared/spec/algorithms.md section 1 (the paper's Algorithm 1 with its m
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 from torch import Tensor
 
@@ -18,10 +21,11 @@ from ._base import (
     check_unit_interval,
     clipped_exp,
     dot,
+    prepare_grad,
     prepare_grads,
     state_dtype,
 )
-from .inner import Preconditioner, make_preconditioner
+from .inner import BUILTIN_PRECONDITIONERS, Preconditioner, make_preconditioner
 
 SCALE_GRANULARITIES = ("tensor", "global")
 EGU_VARIANTS = ("exact", "log")
@@ -65,6 +69,9 @@ class Funnel(StatefulOptimizer):
     egu                                 "exact" EGU, or "log": Schraudolph's update (exponent times p or s)
     maximize                            maximize the objective
     foreach                             foreach kernels (default: when all params are on CUDA)
+    fused                               torch.compile the per-tensor update into one reduction and one
+                                        elementwise pass per tensor (the fastest path; compiles on the first
+                                        step; built-in inner optimizers and per-tensor scales only)
     ======================  ==========  =====================================================================
 
     State per parameter: ``step`` (int), ``gain`` p, ``scale`` s (0-d; one shared tensor per group with
@@ -84,13 +91,13 @@ class Funnel(StatefulOptimizer):
                  normalize_gains: bool = True, normalize_scale: bool = True,
                  gain_range: tuple[float, float] = (0.0, 1e3), scale_range: tuple[float, float] = (0.0, 1e3),
                  scale_granularity: str = "tensor", egu: str = "exact", maximize: bool = False,
-                 foreach: bool | None = None):
+                 foreach: bool | None = None, fused: bool = False):
         self.inner: Preconditioner = make_preconditioner(inner, inner_kwargs)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                         gamma_p=gamma_p, gamma_s=gamma_s, beta=beta, normalize_gains=normalize_gains,
                         normalize_scale=normalize_scale, gain_range=tuple(gain_range),
                         scale_range=tuple(scale_range), scale_granularity=scale_granularity, egu=egu,
-                        maximize=maximize, foreach=foreach)
+                        maximize=maximize, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def _check_group(self, group):
@@ -104,6 +111,13 @@ class Funnel(StatefulOptimizer):
         check_range("scale_range", group["scale_range"])
         check_choice("scale_granularity", group["scale_granularity"], SCALE_GRANULARITIES)
         check_choice("egu", group["egu"], EGU_VARIANTS)
+        if group["fused"]:
+            if group["scale_granularity"] != "tensor":
+                raise ValueError("Invalid fused=True with scale_granularity='global': the compiled update works one "
+                                 "tensor at a time; use foreach=True for the global ablation")
+            if type(self.inner) not in BUILTIN_PRECONDITIONERS.values():
+                raise ValueError(f"Invalid fused=True with inner={self.inner!r}: only the built-in inner optimizers "
+                                 f"({', '.join(BUILTIN_PRECONDITIONERS)}) can be compiled")
 
     def _init_state(self, group, param, state):
         dtype = state_dtype(param)
@@ -144,13 +158,19 @@ class Funnel(StatefulOptimizer):
         hyper = {k: group[k] for k in ("lr", "momentum", "nesterov", "weight_decay", "gamma_p", "gamma_s", "beta",
                                        "normalize_gains", "normalize_scale", "gain_range", "scale_range",
                                        "scale_granularity", "egu", "maximize")}
-        funnel(params, grads, states, inner=self.inner, foreach=self._use_foreach(group, params), **hyper)
+        funnel(params, grads, states, inner=self.inner, foreach=self._use_foreach(group, params), fused=group["fused"],
+               **hyper)
 
 
 def funnel(params: list[Tensor], grads: list[Tensor], states: list[dict], *, inner: Preconditioner,
-           foreach: bool, **hyper) -> None:
+           foreach: bool, fused: bool = False, **hyper) -> None:
     """Functional Funnel: one step over tensors that all have a gradient, with their (initialized) states."""
-    (_multi_tensor_funnel if foreach else _single_tensor_funnel)(params, grads, states, inner=inner, **hyper)
+    if fused:
+        _fused_funnel(params, grads, states, inner=inner, **hyper)
+    elif foreach:
+        _multi_tensor_funnel(params, grads, states, inner=inner, **hyper)
+    else:
+        _single_tensor_funnel(params, grads, states, inner=inner, **hyper)
 
 
 def _update_scale(s: Tensor, dots: Tensor, g_norms: Tensor | None, d_norms: Tensor | None, *, gamma_s: float,
@@ -182,49 +202,104 @@ def _last_direction(state: dict, nesterov: bool) -> Tensor:
     return state["last_direction"] if nesterov else state["momentum_buffer"]
 
 
-def _gain_coefficient(gamma_p: float, beta: float, normalize_gains: bool, step: int) -> float:
-    """gamma_p, times the EMA bias correction 1 / (1 - beta^t) for the unnormalized rule (m_hat = 0 at t = 0)."""
+def _gain_coefficient(gamma_p: float, beta: float, normalize_gains: bool, step):
+    """gamma_p, times the EMA bias correction 1 / (1 - beta^t) for the unnormalized rule. At t = 0 the EMA is
+    still exactly 0, so m_hat = 0 whatever finite coefficient multiplies it: the denominator is floored instead of
+    branching, which keeps the compiled path free of data-dependent control flow. `step` is an int or a 0-d tensor."""
     if normalize_gains:
         return gamma_p
-    return gamma_p / (1 - beta**step) if step > 0 else 0.0
+    denominator = 1 - beta**step
+    floored = denominator.clamp_min(1e-30) if isinstance(denominator, Tensor) else max(denominator, 1e-30)
+    return gamma_p / floored
+
+
+def _tensor_update(param: Tensor, grad: Tensor, gain: Tensor, ema: Tensor, nu: Tensor, last: Tensor | None,
+                   scale: Tensor, inner_state: dict, lr, step, *, inner: Preconditioner, update_scale: bool,
+                   momentum: float, nesterov: bool, weight_decay: float, gamma_p: float, gamma_s: float, beta: float,
+                   normalize_gains: bool, normalize_scale: bool, gain_range, scale_range, egu: str,
+                   maximize: bool) -> None:
+    """Steps 1-6 of the spec for one tensor, in place. The per-tensor path calls it with Python numbers for `lr`
+    and `step` (the steps taken so far); the fused path calls its torch.compile'd form with 0-d tensors, so that a
+    changing lr or step never triggers a recompilation. `last` is the stored direction (Nesterov only)."""
+    g = prepare_grad(param, grad, weight_decay, maximize)
+    d_prev = last if nesterov else nu
+    if update_scale:  # step 3; "global" granularity updates the group's scale before the per-tensor loop
+        norms = (torch.linalg.vector_norm(g), torch.linalg.vector_norm(d_prev)) if normalize_scale else (None, None)
+        _update_scale(scale, dot(g, d_prev), *norms, gamma_s=gamma_s, normalize_scale=normalize_scale, egu=egu,
+                      scale_range=scale_range)
+
+    gt = inner.direction(param, g, inner_state, step + 1)  # step 1
+
+    x = g.sign().mul_(ema.sign()) if normalize_gains else g * ema  # step 2, from the old EMA
+    x = x.mul_(_gain_coefficient(gamma_p, beta, normalize_gains, step))
+    if egu == "log":
+        x = x.mul_(gain)
+    gain.mul_(clipped_exp(x)).clamp_(*gain_range)
+
+    ema.lerp_(gt, 1 - beta)  # step 4
+    lr_gt = gt * lr if isinstance(lr, Tensor) else gt  # a tensor lr multiplies; a number goes in addcmul's value
+    value = 1.0 if isinstance(lr, Tensor) else lr
+    nu.mul_(momentum).addcmul_(gain, lr_gt, value=value)  # step 5, with the new gains
+    d = last.copy_(nu).mul_(momentum).addcmul_(gain, lr_gt, value=value) if nesterov else nu
+    param.addcmul_(d, scale, value=-1)  # step 6, with the new scale
+
+
+def _state_args(state: dict, nesterov: bool) -> tuple:
+    return (state["gain"], state["ema"], state["momentum_buffer"], state["last_direction"] if nesterov else None,
+            state["scale"], state["inner"])
 
 
 def _single_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s,
                           beta, normalize_gains, normalize_scale, gain_range, scale_range, scale_granularity, egu,
                           maximize):
-    grads = prepare_grads(params, grads, weight_decay, maximize, foreach=False)
-
-    # Scale (step 3 of the spec) needs only g and the old direction, so it can go first; "global" needs all tensors.
-    lasts = [_last_direction(st, nesterov) for st in states]
-    dots = [dot(g, d) for g, d in zip(grads, lasts)]
-    g_norms = [torch.linalg.vector_norm(g) for g in grads] if normalize_scale else [None] * len(grads)
-    d_norms = [torch.linalg.vector_norm(d) for d in lasts] if normalize_scale else [None] * len(grads)
-    scale_kw = dict(gamma_s=gamma_s, normalize_scale=normalize_scale, egu=egu, scale_range=scale_range)
+    statics = dict(inner=inner, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, gamma_p=gamma_p,
+                   gamma_s=gamma_s, beta=beta, normalize_gains=normalize_gains, normalize_scale=normalize_scale,
+                   gain_range=gain_range, scale_range=scale_range, egu=egu, maximize=maximize)
     if scale_granularity == "global":
-        _update_global_scale(states[0]["scale"], dots, g_norms, d_norms, **scale_kw)
-    else:
-        for st, x, gn, dn in zip(states, dots, g_norms, d_norms):
-            _update_scale(st["scale"], x, gn, dn, **scale_kw)
+        prepared = prepare_grads(params, grads, weight_decay, maximize, foreach=False)
+        lasts = [_last_direction(st, nesterov) for st in states]
+        norms = ([torch.linalg.vector_norm(g) for g in prepared], [torch.linalg.vector_norm(d) for d in lasts]) \
+            if normalize_scale else (None, None)
+        _update_global_scale(states[0]["scale"], [dot(g, d) for g, d in zip(prepared, lasts)], *norms,
+                             gamma_s=gamma_s, normalize_scale=normalize_scale, egu=egu, scale_range=scale_range)
+    for param, grad, st in zip(params, grads, states):
+        _tensor_update(param, grad, *_state_args(st, nesterov), lr, st["step"],
+                       update_scale=scale_granularity == "tensor", **statics)
+        st["step"] += 1
 
-    for param, g, st in zip(params, grads, states):
-        t = st["step"]
-        gt = inner.direction(param, g, st["inner"], t + 1)
 
-        gain, m = st["gain"], st["ema"]
-        x = g.sign().mul_(m.sign()) if normalize_gains else g * m
-        x.mul_(_gain_coefficient(gamma_p, beta, normalize_gains, t))
-        if egu == "log":
-            x.mul_(gain)
-        gain.mul_(clipped_exp(x)).clamp_(*gain_range)
+@functools.lru_cache(maxsize=64)
+def _compiled_update(**statics):
+    """torch.compile of `_tensor_update` for one set of static options: per tensor, one reduction pass (the
+    scale's dot product and norms) and one fused elementwise pass, on 1-d views of any length (dynamic shapes)."""
+    return torch.compile(functools.partial(_tensor_update, update_scale=True, **statics), dynamic=True,
+                         fullgraph=True)
 
-        m.lerp_(gt, 1 - beta)
-        nu = st["momentum_buffer"].mul_(momentum).addcmul_(gain, gt, value=lr)
-        if nesterov:
-            d = st["last_direction"].copy_(nu).mul_(momentum).addcmul_(gain, gt, value=lr)
-        else:
-            d = nu
-        param.addcmul_(d, st["scale"], value=-1)
-        st["step"] = t + 1
+
+def _fused_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s, beta,
+                  normalize_gains, normalize_scale, gain_range, scale_range, scale_granularity, egu, maximize):
+    statics = dict(inner=inner, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, gamma_p=gamma_p,
+                   gamma_s=gamma_s, beta=beta, normalize_gains=normalize_gains, normalize_scale=normalize_scale,
+                   gain_range=tuple(gain_range), scale_range=tuple(scale_range), egu=egu, maximize=maximize)
+    kernel = _compiled_update(**statics)
+    scalars: dict[tuple, Tensor] = {}  # lr and step as 0-d tensors, made once per device/dtype/value (no host sync)
+
+    def scalar(value, like: Tensor) -> Tensor:
+        key = (value, like.device, like.dtype)
+        if key not in scalars:
+            scalars[key] = torch.full((), value, dtype=like.dtype, device=like.device)
+        return scalars[key]
+
+    for param, grad, st in zip(params, grads, states):
+        state_tensors = _state_args(st, nesterov)
+        if param.is_contiguous() and grad.is_contiguous():
+            flat = [t if t is None or t.dim() == 0 else t.view(-1) for t in state_tensors[:-2]]
+            inner_flat = {k: v.view(-1) for k, v in st["inner"].items()}
+            kernel(param.view(-1), grad.view(-1), *flat, st["scale"], inner_flat, scalar(float(lr), st["gain"]),
+                   scalar(float(st["step"]), st["gain"]))
+        else:  # a non-contiguous tensor has no flat view: the same update, uncompiled
+            _tensor_update(param, grad, *state_tensors, lr, st["step"], update_scale=True, **statics)
+        st["step"] += 1
 
 
 def _multi_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s,
@@ -266,20 +341,35 @@ def _multi_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov
 
         gts = inner.foreach_direction(p_, g_, [st["inner"] for st in st_], [t + 1 for t in steps])
 
+        # Gains. Fewer memory passes than the per-tensor path, same result up to rounding: exp(c * x) is
+        # pow(e^c, x), and clamps are skipped where they provably cannot bind (the exponent of the sign rule is
+        # at most gamma_p (times the gain bound for the log variant); a product of positive factors stays >= 0).
         if normalize_gains:
             x = torch._foreach_sign(g_)
             torch._foreach_mul_(x, torch._foreach_sign(ms))
+            if egu == "log":
+                torch._foreach_mul_(x, gains)
+            bound = gamma_p * (gain_range[1] if egu == "log" else 1.0)
+            if bound > MAX_EXPONENT:
+                torch._foreach_mul_(x, gamma_p)
+                torch._foreach_clamp_min_(x, -MAX_EXPONENT)
+                torch._foreach_clamp_max_(x, MAX_EXPONENT)
+                torch._foreach_exp_(x)
+            else:
+                x = torch._foreach_pow(math.exp(gamma_p), x)
         else:
             x = torch._foreach_mul(g_, ms)
-        torch._foreach_mul_(x, [_gain_coefficient(gamma_p, beta, normalize_gains, t) for t in steps])
-        if egu == "log":
-            torch._foreach_mul_(x, gains)
-        torch._foreach_clamp_min_(x, -MAX_EXPONENT)
-        torch._foreach_clamp_max_(x, MAX_EXPONENT)
-        torch._foreach_exp_(x)
+            torch._foreach_mul_(x, [_gain_coefficient(gamma_p, beta, normalize_gains, t) for t in steps])
+            if egu == "log":
+                torch._foreach_mul_(x, gains)
+            torch._foreach_clamp_min_(x, -MAX_EXPONENT)
+            torch._foreach_clamp_max_(x, MAX_EXPONENT)
+            torch._foreach_exp_(x)
         torch._foreach_mul_(gains, x)
-        torch._foreach_clamp_min_(gains, gain_range[0])
-        torch._foreach_clamp_max_(gains, gain_range[1])
+        if gain_range[0] > 0:
+            torch._foreach_clamp_min_(gains, gain_range[0])
+        if gain_range[1] < math.inf:
+            torch._foreach_clamp_max_(gains, gain_range[1])
 
         torch._foreach_lerp_(ms, gts, 1 - beta)
         torch._foreach_mul_(nus, momentum)
@@ -291,7 +381,6 @@ def _multi_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov
             torch._foreach_addcmul_(ds, gains, gts, value=lr)
         else:
             ds = nus
-        torch._foreach_sub_(p_, torch._foreach_mul(ds, [scales[i] for i in idx]))
+        torch._foreach_addcmul_(p_, ds, [scales[i] for i in idx], value=-1)
         for st in st_:
             st["step"] += 1
-

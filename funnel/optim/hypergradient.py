@@ -23,6 +23,9 @@ class _Hypergradient(PreconditionedOptimizer):
 
     # The optimizer owns group["lr"]: a learning-rate schedule writing it would undo the adaptation.
     adapts_lr: ClassVar[bool] = True
+    # Whether the base method's direction is always a newly made tensor (then it is stored by reference, saving a
+    # copy per step), or may alias the gradient or state (then it is copied).
+    fresh_directions: ClassVar[bool] = False
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -60,7 +63,7 @@ class _Hypergradient(PreconditionedOptimizer):
             for p, g, st in zip(params, grads, states):
                 d = self._direction(group, p, g, st)
                 if key == "last_direction":
-                    st["last_direction"].copy_(d)
+                    self._store(group, [st], [d])
                 p.addcmul_(d, alpha.to(p.device), value=-1)
                 st["step"] += 1
 
@@ -97,10 +100,18 @@ class _Hypergradient(PreconditionedOptimizer):
             torch._foreach_add_(bufs, ds)
             ds = torch._foreach_add(ds, bufs, alpha=mu) if group["nesterov"] else bufs
         if key == "last_direction":
-            torch._foreach_copy_([st["last_direction"] for st in states], ds)
-        torch._foreach_sub_(params, torch._foreach_mul(ds, alpha))
+            self._store(group, states, ds)
+        torch._foreach_addcmul_(params, ds, [alpha] * len(params), value=-1)
         for st in states:
             st["step"] += 1
+
+    def _store(self, group, states, ds) -> None:
+        """Keep each applied direction as the state's last_direction, for the next step's hypergradient."""
+        if self.fresh_directions or group["nesterov"]:  # d = g + mu * buf is new too
+            for st, d in zip(states, ds):
+                st["last_direction"] = d
+        else:
+            torch._foreach_copy_([st["last_direction"] for st in states], ds)
 
 
 class SGDHD(_Hypergradient):
@@ -136,6 +147,7 @@ class AdamHD(_Hypergradient):
 
     preconditioner_class = AdamPreconditioner
     preconditioner_keys = ("betas", "eps")
+    fresh_directions = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, hypergrad_lr: float = 1e-7, multiplicative: bool = False,

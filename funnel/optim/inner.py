@@ -2,7 +2,8 @@
 
 Funnel passes gt to its meta-update; AdagradEMA, Sadam and AdamHD apply it with their own step size. Each built-in
 has a plain per-tensor `direction` and a foreach `foreach_direction` that must agree. The returned tensors are
-read-only for the caller: they may alias the gradient or the preconditioner's own state.
+read-only for the caller: they may alias the gradient or the preconditioner's own state. `direction` takes the step
+as an int or as a 0-d tensor (Funnel's compiled path passes a tensor so that torch.compile does not specialize on it).
 
 Spec: ../shared/spec/algorithms.md section 2.
 """
@@ -151,17 +152,17 @@ class AdamPreconditioner(Preconditioner):
     def direction(self, param, grad, state, step):
         beta1, beta2 = self.betas
         exp_avg, exp_avg_sq = _update_moments(state, grad, self.betas)
-        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(self.eps)
+        denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(self.eps)
         return (exp_avg / denom).div_(1 - beta1**step)
 
     def foreach_direction(self, params, grads, states, steps):
         beta1, beta2 = self.betas
         exp_avgs, exp_avg_sqs = _foreach_update_moments(states, grads, self.betas)
+        # m_hat / (sqrt(v_hat) + eps) = m * (sqrt(bc2) / bc1) / (sqrt(v) + eps sqrt(bc2)): two passes fewer
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, [math.sqrt(1 - beta2**t) for t in steps])
-        torch._foreach_add_(denom, self.eps)
+        torch._foreach_add_(denom, [self.eps * math.sqrt(1 - beta2**t) for t in steps])
         out = torch._foreach_div(exp_avgs, denom)
-        torch._foreach_div_(out, [1 - beta1**t for t in steps])
+        torch._foreach_mul_(out, [math.sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps])
         return out
 
 
@@ -220,9 +221,9 @@ class SadamPreconditioner(Preconditioner):
             state["max_exp_avg_sq"] = _zeros(param, dtype)
         return state
 
-    def _step_size(self, step: int) -> float:
+    def _step_size(self, step):
         beta1, beta2 = self.betas
-        return math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        return (1 - beta2**step) ** 0.5 / (1 - beta1**step)
 
     def direction(self, param, grad, state, step):
         exp_avg, v = _update_moments(state, grad, self.betas)

@@ -1,0 +1,72 @@
+"""Funnel(fused=True): the torch.compile'd per-tensor update gives the per-tensor path's result, does not
+recompile when the lr or the step change, and refuses what it cannot compile."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from funnel.optim import Funnel
+
+from .problems import clone_groups, gradient_stream, make_groups, set_grads
+
+CONFIGS = {
+    "momentum-normalized": dict(momentum=0.9, inner="sgd"),
+    "adam-unnormalized-nesterov": dict(momentum=0.9, nesterov=True, inner="adam", normalize_gains=False,
+                                       normalize_scale=False, weight_decay=1e-2, maximize=True),
+    "adagrad_ema-log": dict(inner="adagrad_ema", egu="log", gain_range=(0.5, 2.0)),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fused_equals_per_tensor(name, dtype):
+    """In float64, so that a difference in the update would stand out from the rounding that fusion reorders
+    (fp32 differs by ~1e-5 after a dozen steps); bf16 parameters check the dtype handling with fp32 state."""
+    if dtype == torch.bfloat16 and name != "momentum-normalized":
+        pytest.skip("one bf16 case is enough")
+    a = make_groups(dtype)
+    b = clone_groups(a)
+    kw = dict(lr=0.02, gamma_p=1e-2, gamma_s=1e-2, **CONFIGS[name])
+    reference = Funnel(sum(a, []), foreach=False, **kw)
+    fused = Funnel(sum(b, []), fused=True, **kw)
+    counters = torch._dynamo.utils.counters
+    for k, grads in enumerate(gradient_stream(a, 12)):
+        set_grads(a, grads)
+        set_grads(b, grads)
+        for opt in (reference, fused):
+            opt.param_groups[0]["lr"] = 0.02 * (0.9**k)  # a schedule: the compiled update must not specialize on it
+            opt.step()
+        if k == 3:
+            graphs = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == graphs, "the fused update recompiled for a new lr or step"
+    tol = dict(rtol=2e-2, atol=1e-2) if dtype == torch.bfloat16 else dict(rtol=1e-10, atol=1e-12)
+    for pa, pb in zip(sum(a, []), sum(b, [])):
+        assert_close(pb, pa, **tol)
+        if pa in reference.state:
+            sa, sb = reference.state[pa], fused.state[pb]
+            assert sa["step"] == sb["step"]
+            for key in ("gain", "scale", "ema", "momentum_buffer"):
+                assert_close(sb[key], sa[key], **(dict(rtol=1e-4, atol=1e-5) if dtype == torch.bfloat16 else tol),
+                             msg=key)
+                assert sb[key].dtype == (torch.float32 if dtype == torch.bfloat16 else dtype)
+
+
+def test_non_contiguous_tensor_takes_the_uncompiled_update():
+    w = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last).requires_grad_()
+    v = w.detach().clone().to(memory_format=torch.channels_last).requires_grad_()
+    fused, reference = Funnel([w], lr=0.1, momentum=0.9, fused=True), Funnel([v], lr=0.1, momentum=0.9)
+    for _ in range(3):
+        g = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last)
+        w.grad, v.grad = g.clone(), g.clone()
+        fused.step()
+        reference.step()
+    assert torch.equal(w, v)
+
+
+def test_fused_refuses_what_it_cannot_compile():
+    p = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(ValueError, match="scale_granularity='global'"):
+        Funnel(p, lr=0.1, fused=True, scale_granularity="global")
+    with pytest.raises(ValueError, match="only the built-in inner optimizers"):
+        Funnel(p, lr=0.1, fused=True, inner=torch.optim.Adam)
