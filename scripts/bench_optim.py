@@ -1,0 +1,150 @@
+"""Time optimizer.step() of every registered optimizer against torch.optim.SGD(momentum, foreach) and
+torch.optim.Adam(foreach) on the real parameter sets of MobileNetV1 (CIFAR) and ResNet-50, and report optimizer-state
+bytes per parameter. Candidates are timed in interleaved rounds, in groups that each contain the torch baselines
+(all of them at once would not fit in memory for ResNet-50); a ratio compares medians measured in the same group.
+
+    python scripts/bench_optim.py [--models mobilenet_v1 resnet50] [--devices cpu cuda] [--rounds 7]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.provenance import cpu_name  # noqa: E402
+from funnel.models import mobilenet_v1, resnet50  # noqa: E402
+from funnel.optim import REGISTRY, Funnel, build_optimizer  # noqa: E402
+
+MODELS = {"mobilenet_v1": lambda: mobilenet_v1((3, 32, 32), 10), "resnet50": lambda: resnet50((3, 224, 224), 1000)}
+BASELINES = {
+    "torch SGD momentum (foreach)": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, foreach=True),
+    "torch Adam (foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+}
+# each optimizer's natural torch base, for the hypergradient targets
+BASES = {
+    "torch SGD (foreach)": lambda ps: torch.optim.SGD(ps, lr=1e-3, foreach=True),
+    "torch SGD Nesterov (foreach)": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, nesterov=True, foreach=True),
+}
+# (candidate, base, bound): the targets of the performance issue
+TARGETS = [("funnel_momentum", "torch SGD momentum (foreach)", 2.5), ("funnel_adam", "torch Adam (foreach)", 1.8),
+           ("sgd_hd", "torch SGD (foreach)", 1.3), ("sgdn_hd", "torch SGD Nesterov (foreach)", 1.3),
+           ("adam_hd", "torch Adam (foreach)", 1.3)]
+
+
+def candidates() -> dict:
+    out = {}
+    for name, spec in REGISTRY.items():
+        out[f"{name} (foreach)"] = lambda ps, name=name: build_optimizer(name, ps, foreach=True)
+        if spec.cls is Funnel:
+            out[f"{name} (fused)"] = lambda ps, name=name: build_optimizer(name, ps, fused=True)
+    out["funnel_momentum (per-tensor)"] = lambda ps: build_optimizer("funnel_momentum", ps, foreach=False)
+    return out
+
+
+def state_bytes(opt) -> int:
+    def visit(value):
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, dict):
+            return sum(visit(v) for v in value.values())
+        return 0
+    return sum(visit(st) for st in opt.state.values())
+
+
+def time_group(make: dict, model, device, rounds: int, warmup: int = 2) -> dict[str, dict]:
+    base_params = [p.detach().to(device) for p in model.parameters()]
+    grads = [torch.randn_like(p) * 1e-2 for p in base_params]
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    opts = {}
+    for name, factory in make.items():
+        params = [p.clone().requires_grad_() for p in base_params]
+        for p, g in zip(params, grads):
+            p.grad = g  # shared: no optimizer here writes into its gradients
+        opts[name] = factory(params)
+        for _ in range(warmup):  # state init, and compilation for the fused path
+            opts[name].step()
+    times = {name: [] for name in opts}
+    for _ in range(rounds):
+        for name, opt in opts.items():
+            sync()
+            t0 = time.perf_counter()
+            opt.step()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    n = sum(p.numel() for p in base_params)
+    return {name: {"ms": 1e3 * statistics.median(t), "bytes_per_param": state_bytes(opts[name]) / n}
+            for name, t in times.items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--group-size", type=int, default=5)
+    parser.add_argument("--out", default="results/bench/optim_step.md")
+    args = parser.parse_args(argv)
+    devices = [torch.device(d) for d in args.devices if d != "cuda" or torch.cuda.is_available()]
+    torch.manual_seed(0)
+    cands = candidates()
+    results = {}
+    for model_name in args.models:
+        model = MODELS[model_name]()
+        for device in devices:
+            rows = {}
+            names = list(cands)
+            for i in range(0, len(names), args.group_size):
+                group = {**BASELINES, **BASES, **{n: cands[n] for n in names[i:i + args.group_size]}}
+                measured = time_group(group, model, device, args.rounds)
+                ref = {b: measured[b]["ms"] for b in (*BASELINES, *BASES)}
+                for name in names[i:i + args.group_size]:
+                    rows[name] = {**measured[name], **{f"x {b}": measured[name]["ms"] / ref[b] for b in ref}}
+                for b in (*BASELINES, *BASES):
+                    rows.setdefault(b, {**measured[b], **{f"x {c}": measured[b]["ms"] / ref[c] for c in ref}})
+                print(f"{model_name}/{device}: group {i // args.group_size + 1} done", flush=True)
+            results[f"{model_name} on {device}"] = rows
+    write(results, args, devices)
+
+
+def write(results: dict, args, devices) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Optimizer step cost", "",
+             f"`python scripts/bench_optim.py {' '.join(sys.argv[1:])}` on {datetime.date.today()}: "
+             f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}"
+             + (f", {torch.cuda.get_device_name(0)}" if any(d.type == 'cuda' for d in devices) else "") + ".",
+             f"Median of {args.rounds} interleaved steps after 2 warm-up steps; a ratio divides by the baseline timed "
+             "in the same group. Bytes per parameter: all optimizer state over the number of parameters.", ""]
+    summary = ["## Targets", "", "| where | optimizer | best path | ratio | base | target | |",
+               "|---|---|---|---|---|---|---|"]
+    for where, rows in results.items():
+        lines += [f"## {where}", "", "| optimizer | ms / step | x SGD momentum | x Adam | state bytes / param |",
+                  "|---|---|---|---|---|"]
+        for name, r in sorted(rows.items(), key=lambda kv: kv[1]["ms"]):
+            lines.append(f"| {name} | {r['ms']:.1f} | {r['x torch SGD momentum (foreach)']:.2f} | "
+                         f"{r['x torch Adam (foreach)']:.2f} | {r['bytes_per_param']:.1f} |")
+        lines.append("")
+        for cand, base, bound in TARGETS:
+            paths = {k: v for k, v in rows.items() if k.startswith(cand + " (")}
+            best = min(paths, key=lambda k: paths[k][f"x {base}"])
+            ratio = paths[best][f"x {base}"]
+            summary.append(f"| {where} | {cand} | {best[len(cand) + 1:]} | {ratio:.2f} | {base} | <= {bound} | "
+                           f"{'met' if ratio <= bound else 'MISSED'} |")
+    text = "\n".join(lines[:4] + summary + [""] + lines[4:]) + "\n"
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(summary))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

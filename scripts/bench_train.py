@@ -1,0 +1,166 @@
+"""Training-step throughput of the runner against a bare hand-written torch loop on the same data, model, batch and
+optimizer, so that the runner's own overhead (data, logging, optimizer stats, records) is visible. The runner logs
+every 50 steps (train loss, lr, scales and gain quantiles to metrics.jsonl); neither side evaluates. Rounds of the
+two alternate in one process; the first 50 steps of every round are warm-up.
+
+    python scripts/bench_train.py [--workloads logreg small_cnn mobilenet_v1] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pickle
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from experiments.provenance import cpu_name  # noqa: E402
+from funnel.data.base import epoch_batches  # noqa: E402
+from funnel.data.sources import DEBIAN_FASHION_MNIST  # noqa: E402
+from funnel.train import resolvers  # noqa: E402
+from funnel.train.loop import build_model, instantiate, train  # noqa: E402
+
+WINDOW = 50  # steps per logged window (the runner logs every 50 steps)
+
+
+def fake_cifar(root: Path, n: int = 2000) -> None:
+    """CIFAR-10 in torchvision's format with random images: MobileNetV1's cost does not depend on the pixels."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (n // 5, 3072), dtype=np.uint8),
+                         "labels": rng.integers(0, 10, n // 5).tolist()}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [str(k) for k in range(10)]}, f)
+
+
+def workloads(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
+    """name -> (overrides, steps per round, description)"""
+    fashion = DEBIAN_FASHION_MNIST.exists() or (ROOT / "data" / "FashionMNIST" / "raw").exists()
+    base = "fashion_mnist" if fashion else "mnist_5k"
+    fake_cifar(tmp / "cifar")
+    return {
+        "logreg": (["experiment=rotated_mnist", "arm=rotated_funnel", f"dataset.base={base}",
+                    "trainer.batch_size=10000", "trainer.epochs=100"], 200,
+                   f"logistic regression, rotated-noisy {base}, batch 10,000, Funnel(AdaGrad)"),
+        "small_cnn": (["experiment=cnn_fashion", "arm=cnn_funnel"] if fashion else
+                      ["experiment=cnn_fashion", "arm=cnn_funnel", "dataset=rotated_mnist", "dataset.base=mnist_5k"],
+                      200, "small CNN, Fashion-MNIST, batch 128, Funneled Momentum"),
+        "mobilenet_v1": (["experiment=mobilenet_cifar10", "arm=cifar_funnel", f"dataset.root={tmp / 'cifar'}",
+                          "dataset.val_size=100", "trainer.epochs=30"], 100,
+                         "MobileNetV1 (CIFAR stem), CIFAR-10-format data, batch 50, crop+flip, Funneled Momentum"),
+    }
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def runner_round(cfg, steps: int, run_dir: Path) -> list[float]:
+    """Per-step seconds of the runner, one value per logged window after the first."""
+    train(cfg, run_dir)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["time/step_s"] for r in records if "time/step_s" in r][1:]
+
+
+def bare_round(cfg, steps: int) -> list[float]:
+    """The same model, optimizer, data and batches as the runner, in a plain loop."""
+    torch.manual_seed(cfg.seed)
+    data = instantiate(cfg.dataset)
+    model = build_model(cfg.model, data)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    train_set = data.phases[0].train
+    batches = epoch_batches(len(train_set), cfg.trainer.batch_size, cfg.trainer.drop_last, cfg.seed, 0, 0)
+    windows, t0 = [], time.perf_counter()
+    for step in range(steps):
+        idx = batches[step % len(batches)]
+        x, y = train_set.x[idx], train_set.y[idx]
+        if data.train_transform is not None:
+            x = data.train_transform(x, torch.Generator().manual_seed(step))
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % WINDOW == 0:
+            loss.item()  # the runner reads its loss once per window too
+            now = time.perf_counter()
+            windows.append((now - t0) / WINDOW)
+            t0 = now
+    return windows[1:]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", nargs="+", default=["logreg", "small_cnn", "mobilenet_v1"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="results/bench/train_step.md")
+    args = parser.parse_args(argv)
+    resolvers.register()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, (overrides, steps, description) in workloads(tmp).items():
+            if name not in args.workloads:
+                continue
+            cfg = compose(overrides + ["logger=none", "trainer.progress_bar=false", "trainer.resume=false",
+                                       f"trainer.max_steps={steps}", f"trainer.log_every={WINDOW}",
+                                       "trainer.eval_every=1000000", "trainer.eval_at_start=false",
+                                       "trainer.checkpoint_every=0", "trainer.num_workers=0"])
+            bare, runner = [], []
+            for r in range(args.rounds):
+                bare += bare_round(cfg, steps)
+                runner += runner_round(cfg, steps, tmp / f"{name}-{r}")
+            b, m = statistics.median(bare), statistics.median(runner)
+            batch = cfg.trainer.batch_size
+            results[name] = {"description": description, "batch": batch, "bare_step_s": b, "runner_step_s": m,
+                             "bare_samples_per_s": batch / b, "runner_samples_per_s": batch / m,
+                             "runner_over_bare_time": m / b, "windows": {"bare": bare, "runner": runner}}
+            print(f"{name}: bare {1e3 * b:.1f} ms/step, runner {1e3 * m:.1f} ms/step, ratio {m / b:.3f}", flush=True)
+    write(results, args)
+
+
+TARGETS = {"logreg": ("runner samples/s over bare", 0.9, ">="), "small_cnn": ("runner time over bare", 1.05, "<="),
+           "mobilenet_v1": ("runner time over bare", 1.05, "<=")}
+
+
+def write(results: dict, args) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Training-step throughput: the runner against a bare loop", "",
+             f"`python scripts/bench_train.py {' '.join(sys.argv[1:])}` on {datetime.date.today()}: {cpu_name()} "
+             f"({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}, CPU only.",
+             f"{args.rounds} alternating rounds per side; medians over {WINDOW}-step windows after the first window "
+             "of each round. The runner logs every 50 steps (loss, lr, per-layer scale and gain quantiles); neither "
+             "side evaluates.", "",
+             "| workload | batch | bare ms/step | runner ms/step | bare samples/s | runner samples/s | measure | "
+             "value | target | |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        label, bound, op = TARGETS[name]
+        value = r["runner_samples_per_s"] / r["bare_samples_per_s"] if op == ">=" else r["runner_over_bare_time"]
+        met = value >= bound if op == ">=" else value <= bound
+        lines.append(f"| {r['description']} | {r['batch']} | {1e3 * r['bare_step_s']:.1f} | "
+                     f"{1e3 * r['runner_step_s']:.1f} | {r['bare_samples_per_s']:.0f} | "
+                     f"{r['runner_samples_per_s']:.0f} | {label} | {value:.3f} | {op} {bound} | "
+                     f"{'met' if met else 'MISSED'} |")
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
