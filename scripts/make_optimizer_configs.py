@@ -11,7 +11,7 @@ from pathlib import Path
 
 from funnel.optim import REGISTRY
 
-SKIP = {"params", "foreach", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay"}
+SKIP = {"params", "maximize", "capturable", "differentiable", "decoupled_weight_decay", "fsdp_in_use", "log_every"}
 OUT = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 
 
@@ -21,6 +21,8 @@ def yaml_value(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
+        if value in (float("inf"), float("-inf")):  # YAML spells infinity .inf; "inf" would be a string
+            return ".inf" if value > 0 else "-.inf"
         text = repr(value)
         if "e" in text and "." not in text.split("e")[0]:  # YAML 1.1 reads 1e-4 as a string
             mantissa, exponent = text.split("e")
@@ -33,11 +35,16 @@ def yaml_value(value) -> str:
 
 def config_text(name: str) -> str:
     spec = REGISTRY[name]
-    package = "torch.optim" if spec.cls.__module__.startswith("torch.optim") else "funnel.optim"
+    cls = spec.resolve()
     # _convert_: plain lists and dicts, never OmegaConf containers, end up in param groups and checkpoints
-    lines = [f"# {spec.description}  (funnel.optim.REGISTRY['{name}'])", f"_target_: {package}.{spec.cls.__qualname__}",
-             "_partial_: true", "_convert_: all"]
-    for param in inspect.signature(spec.cls.__init__).parameters.values():
+    lines = [f"# {spec.description}  (funnel.optim.REGISTRY['{name}'])"]
+    if isinstance(spec.cls, str):  # an optional package: built through the registry, which names the missing extra
+        lines += ["# needs: pip install -e '.[peers]'", "_target_: funnel.optim.make_optimizer", "_partial_: true",
+                  "_convert_: all", f"name: {name}"]
+    else:
+        package = "torch.optim" if cls.__module__.startswith("torch.optim") else "funnel.optim"
+        lines += [f"_target_: {package}.{cls.__qualname__}", "_partial_: true", "_convert_: all"]
+    for param in inspect.signature(cls.__init__).parameters.values():
         if param.name in SKIP | {"self"} or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         value = spec.defaults.get(param.name, param.default)

@@ -13,12 +13,12 @@ from .inner import (
     TorchOptimizerPreconditioner,
 )
 from .preconditioned import AdagradEMA, PreconditionedOptimizer, SAMSGrad, Sadam
-from .registry import REGISTRY, OptimizerSpec, build_optimizer, get_optimizer_spec
+from .registry import REGISTRY, OptimizerSpec, build_optimizer, get_optimizer_spec, make_optimizer
 from .stats import optimizer_stats
 
 __all__ = [
     "Funnel", "funnel", "SGDHD", "AdamHD", "Sadam", "SAMSGrad", "AdagradEMA", "PreconditionedOptimizer",
     "Preconditioner", "SGDPreconditioner", "AdagradPreconditioner", "AdagradEMAPreconditioner", "AdamPreconditioner",
     "RMSpropPreconditioner", "SadamPreconditioner", "TorchOptimizerPreconditioner", "BUILTIN_PRECONDITIONERS",
-    "REGISTRY", "OptimizerSpec", "build_optimizer", "get_optimizer_spec", "optimizer_stats",
+    "REGISTRY", "OptimizerSpec", "build_optimizer", "get_optimizer_spec", "make_optimizer", "optimizer_stats",
 ]

@@ -1,9 +1,12 @@
 """Every optimizer name the project knows: class, one-line description and registry defaults.
 
-Configs, tests and docs enumerate `REGISTRY`; `build_optimizer(name, params, **overrides)` constructs one.
+Configs, tests and docs enumerate `REGISTRY`; `build_optimizer(name, params, **overrides)` constructs one. The peers
+that a user would pick instead of Funnel (Schedule-Free, Prodigy, D-Adaptation, DoG) come from optional packages:
+they are registered by import path and imported only when built (`pip install -e '.[peers]'`).
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -19,17 +22,32 @@ from .preconditioned import AdagradEMA, SAMSGrad, Sadam
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str
-    cls: type[torch.optim.Optimizer]
+    cls: type[torch.optim.Optimizer] | str  # a class, or "module:Class" in an optional package
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    package: str | None = None  # the pip package that provides a class given by import path
+
+    def resolve(self) -> type[torch.optim.Optimizer]:
+        """The optimizer class, importing an optional package on first use."""
+        if not isinstance(self.cls, str):
+            return self.cls
+        module, _, attribute = self.cls.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except ImportError as err:
+            raise ImportError(f"optimizer {self.name!r} needs the package {self.package!r}: "
+                              f"pip install -e '.[peers]' (or pip install {self.package})") from err
 
     def build(self, params, **overrides) -> torch.optim.Optimizer:
-        return self.cls(params, **{**self.defaults, **overrides})
+        return self.resolve()(params, **{**self.defaults, **overrides})
 
 
 def _specs(*specs: OptimizerSpec) -> Mapping[str, OptimizerSpec]:
-    return MappingProxyType({s.name: OptimizerSpec(s.name, s.cls, s.description, MappingProxyType(dict(s.defaults)))
-                             for s in specs})
+    return MappingProxyType({s.name: OptimizerSpec(s.name, s.cls, s.description, MappingProxyType(dict(s.defaults)),
+                                                   s.package) for s in specs})
+
+
+PEER = "peer: "  # descriptions of the optional peers start with this
 
 
 REGISTRY: Mapping[str, OptimizerSpec] = _specs(
@@ -59,6 +77,18 @@ REGISTRY: Mapping[str, OptimizerSpec] = _specs(
     OptimizerSpec("funnel_adam", Funnel, "Funnel over Adam", {"lr": 1e-3, "inner": "adam"}),
     OptimizerSpec("funnel_rmsprop", Funnel, "Funnel over RMSProp", {"lr": 1e-3, "inner": "rmsprop"}),
     OptimizerSpec("funnel_sadam", Funnel, "Funnel over Sadam", {"lr": 1e-2, "inner": "sadam"}),
+    # Peers, with their packages' documented defaults (arguments not given here keep them).
+    OptimizerSpec("sf_sgd", "schedulefree:SGDScheduleFree", PEER + "Schedule-Free SGD (Defazio et al.)",
+                  package="schedulefree"),
+    OptimizerSpec("sf_adamw", "schedulefree:AdamWScheduleFree", PEER + "Schedule-Free AdamW (Defazio et al.)",
+                  package="schedulefree"),
+    OptimizerSpec("prodigy", "prodigyopt:Prodigy", PEER + "Prodigy (Mishchenko & Defazio)", package="prodigyopt"),
+    OptimizerSpec("dadapt_sgd", "dadaptation:DAdaptSGD", PEER + "D-Adaptation SGD (Defazio & Mishchenko)",
+                  package="dadaptation"),
+    OptimizerSpec("dadapt_adam", "dadaptation:DAdaptAdam", PEER + "D-Adaptation Adam (Defazio & Mishchenko)",
+                  package="dadaptation"),
+    OptimizerSpec("dog", "dog:DoG", PEER + "DoG, distance over gradients (Ivgi et al.)", package="dog-optimizer"),
+    OptimizerSpec("ldog", "dog:LDoG", PEER + "LDoG, layer-wise DoG (Ivgi et al.)", package="dog-optimizer"),
 )
 
 
@@ -72,3 +102,9 @@ def get_optimizer_spec(name: str) -> OptimizerSpec:
 def build_optimizer(name: str, params, **overrides) -> torch.optim.Optimizer:
     """`REGISTRY[name]` built over `params`, its defaults updated by `overrides`."""
     return get_optimizer_spec(name).build(params, **overrides)
+
+
+def make_optimizer(params, name: str, **overrides) -> torch.optim.Optimizer:
+    """`build_optimizer` with the parameters first: the target of the configs of optional optimizers
+    (Hydra's partial completes it with the parameters), so a missing package gets the message above."""
+    return build_optimizer(name, params, **overrides)

@@ -18,7 +18,8 @@ def optimizer_stats(optimizer: Optimizer, named_parameters: Iterable[tuple[str, 
                     quantiles: Iterable[float] = DEFAULT_QUANTILES, max_samples: int = 1 << 20) -> dict[str, float]:
     """Flat {key: float} summary of `optimizer`'s step-size state.
 
-    Keys: ``lr/<group>`` (every optimizer; the adapted rate for SGDHD/AdamHD), and for parameters with state
+    Keys: ``lr/group<i>`` (every optimizer; the adapted rate for SGDHD/AdamHD), ``d/group<i>`` (the distance
+    estimate of Prodigy and D-Adaptation), and for parameters with state
     ``scale/<name>`` (Funnel's per-tensor scale) and ``gain/<name>/{mean,min,max,p10,p50,p90}`` (its gains).
     `named_parameters` (e.g. ``model.named_parameters()``) gives the names; without it a parameter is
     ``group<i>.param<j>``. Quantiles of a tensor larger than `max_samples` are taken on an evenly strided subsample.
@@ -31,6 +32,9 @@ def optimizer_stats(optimizer: Optimizer, named_parameters: Iterable[tuple[str, 
     for gi, group in enumerate(optimizer.param_groups):
         keys.append(f"lr/group{gi}")
         values.append(group["lr"])
+        if isinstance(group.get("d"), (float, int, Tensor)):
+            keys.append(f"d/group{gi}")
+            values.append(group["d"])
         for pi, p in enumerate(group["params"]):
             state = optimizer.state.get(p)
             if not state:

@@ -56,7 +56,7 @@ def test_optimizer_config_matches_the_registry(name):
     spec = REGISTRY[name]
     cfg = compose_config([f"optimizer={name}"])
     opt = instantiate(cfg.optimizer)([torch.zeros(3, requires_grad=True)])
-    assert type(opt) is spec.cls
+    assert type(opt) is spec.resolve()
     for key, value in spec.defaults.items():
         if key == "inner":
             assert isinstance(opt.inner, Preconditioner) and opt.inner.name == value

@@ -17,9 +17,9 @@ def make_groups(dtype=torch.float64, seed: int = 0) -> list[list[Tensor]]:
             for shapes in GROUP_SHAPES]
 
 
-def gradient_stream(groups: list[list[Tensor]], steps: int, seed: int = 1):
-    """Yields, per step, one list per group of a gradient tensor or None. Gradients are a fixed drift plus noise,
-    so that signs persist on some coordinates (gains grow) and flip on others (gains shrink)."""
+def gradient_stream(groups: list[list[Tensor]], steps: int, seed: int = 1, every_param: bool = False):
+    """Yields, per step, one list per group of a gradient tensor or None (never with `every_param`). Gradients are a
+    fixed drift plus noise, so that signs persist on some coordinates (gains grow) and flip on others (shrink)."""
     gen = torch.Generator().manual_seed(seed)
     drift = [[torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in ps] for ps in groups]
     for k in range(steps):
@@ -29,7 +29,7 @@ def gradient_stream(groups: list[list[Tensor]], steps: int, seed: int = 1):
             for pi, p in enumerate(ps):
                 noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
                 g = (drift[gi][pi] + 0.7 * noise).to(p.dtype)
-                if (gi, pi) == NEVER_GRAD or ((gi, pi) == SOMETIMES_NO_GRAD and k % 3 == 2):
+                if not every_param and ((gi, pi) == NEVER_GRAD or ((gi, pi) == SOMETIMES_NO_GRAD and k % 3 == 2)):
                     g = None
                 row.append(g)
             out.append(row)

@@ -15,10 +15,16 @@ FUNNELS = [name for name, spec in REGISTRY.items() if spec.cls is Funnel]
 
 
 def train(opt, loss_fn, steps):
+    """`steps` full-batch steps. Schedule-Free optimizers step in train mode and are measured in eval mode (the
+    averaged point), as their documentation prescribes."""
+    if callable(getattr(opt, "train", None)):
+        opt.train()
     for _ in range(steps):
         opt.zero_grad()
         loss_fn().backward()
         opt.step()
+    if callable(getattr(opt, "eval", None)):
+        opt.eval()
 
 
 @pytest.mark.parametrize("problem", [least_squares, logistic_regression])
@@ -133,7 +139,7 @@ def test_unknown_inner_lists_the_valid_ones():
         assert repr(valid) in str(err.value)
 
 
-OURS = [name for name, spec in REGISTRY.items() if spec.cls.__module__.startswith("funnel.")]
+OURS = [name for name, spec in REGISTRY.items() if spec.resolve().__module__.startswith("funnel.")]
 
 
 @pytest.mark.parametrize("foreach", [False, True])

@@ -100,7 +100,7 @@ def test_registry_entries_build(name):
     spec = get_optimizer_spec(name)
     assert spec.name == name and spec.description
     opt = spec.build([torch.zeros(2, requires_grad=True)])
-    assert isinstance(opt, spec.cls)
+    assert isinstance(opt, spec.resolve())
     for key, value in spec.defaults.items():
         if key != "inner":
             assert opt.defaults[key] == value
