@@ -34,12 +34,12 @@ KILL_AT_STEP = int(os.environ.get("FUNNEL_KILL_AT_STEP", "0"))
 
 # ----------------------------------------------------------------------------------------------- helpers
 def instantiate(cfg, **kwargs):
-    """hydra's instantiate, re-raising the errors a user can act on (a bad value, missing files) as they are
+    """hydra's instantiate, re-raising the errors a user can act on (a bad value, missing files or packages) as they are
     instead of wrapped in Hydra's InstantiationException."""
     try:
         return hydra_instantiate(cfg, **kwargs)
     except InstantiationException as err:
-        if isinstance(err.__cause__, (ValueError, FileNotFoundError)):
+        if isinstance(err.__cause__, (ValueError, FileNotFoundError, ImportError)):
             raise err.__cause__ from None
         raise
 
@@ -128,6 +128,40 @@ def evaluate(model, dataset, transform, batch_size: int, ddp, num_workers: int, 
     return {"loss": loss / count, "top1": 100 * top1 / count, "top5": 100 * top5 / count}
 
 
+def has_eval_mode(optimizer) -> bool:
+    """Schedule-Free optimizers evaluate at an averaged point: optimizer.eval() moves the parameters there and
+    optimizer.train() back; torch.optim optimizers have neither."""
+    return callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+
+
+@torch.no_grad()
+def recompute_batchnorm(model, dataset, transform, batches: list[torch.Tensor], ddp, num_workers: int,
+                        autocast) -> None:
+    """BatchNorm running statistics computed afresh at the current parameters (a cumulative average over
+    `batches` of training data), as Schedule-Free's averaged point needs; averaged over DDP ranks."""
+    norms = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    gen = torch.Generator(device=ddp.device).manual_seed(0)
+    for x, _ in batch_stream(dataset, [shard(b, ddp.rank, ddp.world_size) for b in batches], ddp.device, num_workers):
+        x = x.to(ddp.device, non_blocking=True)
+        with autocast:
+            model(transform(x, gen) if transform else x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        if ddp.enabled:
+            for buffer in (m.running_mean, m.running_var):
+                distributed.all_reduce(buffer).div_(ddp.world_size)
+    model.train(was_training)
+
+
 def state_digest(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str:
     """sha256 of every parameter and optimizer-state tensor: equal on all DDP ranks when they are in sync."""
     h = hashlib.sha256()
@@ -205,6 +239,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
         start_step, elapsed, best, last_eval = ck["step"], ck["elapsed"], ck["best"], ck["last_eval"]
     if start_step >= plan.total and resumed:
         start_step = plan.total
+    averaged = has_eval_mode(optimizer)
+    if averaged:
+        optimizer.train()
 
     raw_model = model
     if ddp.enabled:
@@ -231,6 +268,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
 
     def run_evals(step: int, phase_index: int) -> dict:
         record = {}
+        if averaged:  # evaluate at Schedule-Free's averaged point, with BatchNorm statistics computed there
+            batches = epoch_batches(len(data.phases[phase_index].train), tc.batch_size, tc.drop_last, cfg.seed,
+                                    phase_index, 0)[: tc.bn_recompute_batches]
+            recompute_batchnorm(raw_model, data.phases[phase_index].train, data.train_transform, batches, ddp,
+                                tc.num_workers, autocast)
         for name, dataset in data.eval_sets.items():
             for key, value in evaluate(raw_model, dataset, data.eval_transform, tc.eval_batch_size, ddp,
                                        tc.num_workers, autocast).items():
@@ -255,7 +297,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
             tracker.save(run_dir / "gains.npz")
 
     if not resumed and tc.eval_at_start:
+        if averaged:
+            optimizer.eval()
         last_eval = run_evals(0, 0)
+        if averaged:
+            optimizer.train()
         if ddp.is_main:
             metrics.write({"step": 0, "phase": data.phases[0].name, **last_eval})
             sink and sink.log(last_eval, step=0)
@@ -320,6 +366,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
                 print(f"{run_dir}: non-finite loss at step {diverged_step}; the run is recorded as diverged")
             break
 
+        if averaged and (eval_now or ckpt_now):
+            optimizer.eval()  # evaluate and checkpoint the averaged point; a resumed run makes the same round trips
         record = {"step": step, "epoch": epoch + (batch_index + 1) / plan.per_epoch[phase_index],
                   "phase": phase.name, "time/elapsed_s": elapsed + time.perf_counter() - session_start}
         if log_now:
@@ -351,6 +399,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
                                  for k, v in shown.items()}, refresh=False)
         if ckpt_now:
             save_checkpoint(step)
+        if averaged and (eval_now or ckpt_now):
+            optimizer.train()
         if step == KILL_AT_STEP:
             os.kill(os.getpid(), signal.SIGKILL)
 
