@@ -101,3 +101,24 @@ def test_not_run_notes(module, tmp_path):
                    check=True)
     text = (tmp_path / "README.md").read_text()
     assert "not run here" in text and "bash scripts/reproduce_" in text and "Compute:" in text
+
+
+def test_peer_comparison(fake_data, tmp_path):
+    env = {**os.environ, "PY": sys.executable, "RUNS": str(tmp_path / "runs"), "RESULTS": str(tmp_path / "results"),
+           "EXTRA": f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz trainer.batch_size=100 trainer.epochs=3 "
+                    "trainer.eval_batch_size=100", "WANDB_SILENT": "true"}
+    result = subprocess.run([sys.executable, "scripts/reproduce_peers.py", "--workloads", "rotated_mnist5k",
+                             "--methods", "funnel_adagrad", "prodigy", "sf_adamw", "--seeds", "2"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "results" / "peers"
+    rows = table(out / "table.csv")
+    assert [r["method"] for r in rows] == ["funnel_adagrad", "sf_adamw", "prodigy"]
+    assert all(r["one-shot n"] == "2" and r["tuned n"] == "2" for r in rows)
+    protocol = json.loads((tmp_path / "runs" / "peers" / "protocol.json").read_text())["rotated_mnist5k"]["methods"]
+    assert protocol["prodigy"]["grid"] == pytest.approx([1 / 3, 1.0, 3.0])
+    assert rows[2]["default lr"] == "1"
+    assert float(rows[2]["tuned lr"]) == pytest.approx(protocol["prodigy"]["chosen_lr"])
+    text = (out / "table.md").read_text()
+    assert "Where Funnel wins and where it loses" in text and "rotated_mnist5k, tuned: Funnel" in text
+    assert (out / "profiles.png").stat().st_size > 10_000
