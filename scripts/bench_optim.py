@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -41,9 +42,14 @@ TARGETS = [("funnel_momentum", "torch SGD momentum (foreach)", 2.5), ("funnel_ad
 
 
 def candidates() -> dict:
+    """Every registered optimizer on its foreach path where it has one (the peers Prodigy, D-Adaptation and DoG
+    have only their own), and Funnel also fused and per-tensor."""
     out = {}
     for name, spec in REGISTRY.items():
-        out[f"{name} (foreach)"] = lambda ps, name=name: build_optimizer(name, ps, foreach=True)
+        if "foreach" in inspect.signature(spec.resolve().__init__).parameters:
+            out[f"{name} (foreach)"] = lambda ps, name=name: build_optimizer(name, ps, foreach=True)
+        else:
+            out[f"{name} (as shipped)"] = lambda ps, name=name: build_optimizer(name, ps)
         if spec.cls is Funnel:
             out[f"{name} (fused)"] = lambda ps, name=name: build_optimizer(name, ps, fused=True)
     out["funnel_momentum (per-tensor)"] = lambda ps: build_optimizer("funnel_momentum", ps, foreach=False)
