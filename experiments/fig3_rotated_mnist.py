@@ -71,10 +71,12 @@ def build(root: str | Path, out: str | Path, sweeps=(), fraction: float = 0.9, t
                            f"{'more' if clear else 'less'} than one pooled std): "
                            f"{'higher' if a > b else 'not higher'}")
         for k in range(len(phases) - 1):
-            (a, _, na, ta), (b, _, nb, tb) = fm["recovery"][k], bm["recovery"][k]
+            (a, sa, na, ta), (b, sb, nb, tb) = fm["recovery"][k], bm["recovery"][k]
             faster = (na == ta) and (nb < tb or a < b)
+            clear = abs(a - b) > pooled_std(sa, sb) if all(map(lambda x: x == x, (sa, sb))) else False
             verdict.append(f"- shift {k + 1}: {method} recovers to {fraction:.0%} of its pre-shift accuracy in "
-                           f"{a:.1f} steps ({na}/{ta} runs), {baseline} in {b:.1f} ({nb}/{tb}): "
+                           f"{a:.1f} steps ({na}/{ta} runs), {baseline} in {b:.1f} ({nb}/{tb}; {a - b:+.1f} steps, "
+                           f"{'more' if clear else 'less'} than one pooled std): "
                            f"{'faster' if faster else 'not faster'}")
 
     columns = list(rows[0])
