@@ -41,8 +41,8 @@ def figure(root: str | Path, out: str | Path) -> Path | None:
         [k[len("gain/"):] for k in run.gains if k.startswith("gain/")][:2]
     for name, style in zip(gain_layers, ("-", "--")):
         axes[1].plot(run.gains["step"], run.gains[f"gain/{name}"], style, lw=0.9)
-    axes[1].set(xlabel="step", ylabel="gain p", title="(b) gains of sampled coordinates: " +
-                " (solid), ".join(gain_layers) + (" (dashed)" if len(gain_layers) > 1 else ""))
+    styles = ", ".join(f"{name} ({style})" for name, style in zip(gain_layers, ("solid", "dashed")))
+    axes[1].set(xlabel="step", ylabel="gain p", title=f"(b) gains of sampled coordinates\n{styles}")
     fig.suptitle(f"{run.arm}, seed {run.config.get('seed')}", fontsize=9)
     fig.tight_layout()
     out = Path(out)
