@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 
 import torch
 from torch import Tensor
@@ -271,9 +272,16 @@ def _single_tensor_funnel(params, grads, states, *, inner, lr, momentum, nestero
 @functools.lru_cache(maxsize=64)
 def _compiled_update(**statics):
     """torch.compile of `_tensor_update` for one set of static options: per tensor, one reduction pass (the
-    scale's dot product and norms) and one fused elementwise pass, on 1-d views of any length (dynamic shapes)."""
-    return torch.compile(functools.partial(_tensor_update, update_scale=True, **statics), dynamic=True,
-                         fullgraph=True)
+    scale's dot product and norms) and one fused elementwise pass, on 1-d views of any length (dynamic shapes).
+
+    Each set of options gets its own copy of the function, with the options as its keyword defaults: torch.compile
+    keeps one cache per code object, limited to 8 entries, which one process would exceed with a few Funnel
+    configurations (a sweep, a benchmark) and then fail under fullgraph=True. (A functools.partial would not do:
+    torch.compile traces every partial through one shared wrapper frame.)"""
+    code = _tensor_update.__code__.replace(co_name=f"_tensor_update_{_compiled_update.cache_info().currsize}")
+    update = types.FunctionType(code, _tensor_update.__globals__, code.co_name)
+    update.__kwdefaults__ = {"update_scale": True, **statics}
+    return torch.compile(update, dynamic=True, fullgraph=True)
 
 
 def _fused_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s, beta,

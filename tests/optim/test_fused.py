@@ -70,3 +70,14 @@ def test_fused_refuses_what_it_cannot_compile():
         Funnel(p, lr=0.1, fused=True, scale_granularity="global")
     with pytest.raises(ValueError, match="only the built-in inner optimizers"):
         Funnel(p, lr=0.1, fused=True, inner=torch.optim.Adam)
+
+
+def test_many_configurations_in_one_process_do_not_exhaust_the_compile_cache():
+    """torch.compile allows 8 cache entries per code object: a sweep of Funnel configurations in one process (a
+    Hydra multirun, a benchmark) must still work."""
+    for k in range(10):
+        w = torch.ones(5, dtype=torch.float64, requires_grad=True)
+        opt = Funnel([w], lr=0.1, momentum=0.5, gamma_p=1e-3 * (k + 1), fused=True)
+        w.grad = torch.ones(5, dtype=torch.float64)
+        opt.step()
+        assert w.detach().allclose(torch.full((5,), 0.9, dtype=torch.float64))
