@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.provenance import cpu_name  # noqa: E402
 from funnel.models import mobilenet_v1, resnet50  # noqa: E402
 from funnel.optim import REGISTRY, Funnel, build_optimizer  # noqa: E402
+from funnel.train.loop import has_eval_mode  # noqa: E402
 
 MODELS = {"mobilenet_v1": lambda: mobilenet_v1((3, 32, 32), 10), "resnet50": lambda: resnet50((3, 224, 224), 1000)}
 BASELINES = {
@@ -76,6 +77,8 @@ def time_group(make: dict, model, device, rounds: int, warmup: int = 2) -> dict[
         for p, g in zip(params, grads):
             p.grad = g  # shared: no optimizer here writes into its gradients
         opts[name] = factory(params)
+        if has_eval_mode(opts[name]):
+            opts[name].train()  # Schedule-Free refuses to step in its (initial) eval mode
         for _ in range(warmup):  # state init, and compilation for the fused path
             opts[name].step()
     times = {name: [] for name in opts}
