@@ -3,7 +3,7 @@ optimizer, so that the runner's own overhead (data, logging, optimizer stats, re
 every 50 steps (train loss, lr, scales and gain quantiles to metrics.jsonl); neither side evaluates. Rounds of the
 two alternate in one process; the first 50 steps of every round are warm-up.
 
-    python scripts/bench_train.py [--workloads logreg small_cnn mobilenet_v1] [--rounds 3]
+    python scripts/bench_train.py [--workloads logreg small_cnn mobilenet_v1] [--rounds 4]
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def bare_round(cfg, steps: int) -> list[float]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=["logreg", "small_cnn", "mobilenet_v1"])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--out", default="results/bench/train_step.md")
     args = parser.parse_args(argv)
     resolvers.register()
@@ -123,8 +123,12 @@ def main(argv=None) -> None:
                                        "trainer.checkpoint_every=0", "trainer.num_workers=0"])
             bare, runner = [], []
             for r in range(args.rounds):
-                bare += bare_round(cfg, steps)
-                runner += runner_round(cfg, steps, tmp / f"{name}-{r}")
+                # ABBA order: a machine that slows down (or speeds up) steadily over the rounds favours neither side
+                for side in ("bare", "runner") if r % 2 == 0 else ("runner", "bare"):
+                    if side == "bare":
+                        bare += bare_round(cfg, steps)
+                    else:
+                        runner += runner_round(cfg, steps, tmp / f"{name}-{r}")
             b, m = statistics.median(bare), statistics.median(runner)
             batch = cfg.trainer.batch_size
             results[name] = {"description": description, "batch": batch, "bare_step_s": b, "runner_step_s": m,
@@ -144,9 +148,9 @@ def write(results: dict, args) -> None:
     lines = ["# Training-step throughput: the runner against a bare loop", "",
              f"`python scripts/bench_train.py {' '.join(sys.argv[1:])}` on {datetime.date.today()}: {cpu_name()} "
              f"({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}, CPU only.",
-             f"{args.rounds} alternating rounds per side; medians over {WINDOW}-step windows after the first window "
-             "of each round. The runner logs every 50 steps (loss, lr, per-layer scale and gain quantiles); neither "
-             "side evaluates.", "",
+             f"{args.rounds} rounds per side, alternating in ABBA order; medians over {WINDOW}-step windows after the "
+             "first window of each round. The runner logs every 50 steps (loss, lr, per-layer scale and gain "
+             "quantiles); neither side evaluates.", "",
              "| workload | batch | bare ms/step | runner ms/step | bare samples/s | runner samples/s | measure | "
              "value | target | |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
