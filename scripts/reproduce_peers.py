@@ -8,7 +8,7 @@ Protocol, the same for every method on every workload:
   - the same step budget for all (the workload's), and no schedule.
 Compute on a 2-core CPU with S=3: about 25 min for the two rotated-MNIST workloads and 75 min for the CNN.
 
-    python scripts/reproduce_peers.py [--workloads rotated_fashion rotated_mnist5k cnn_fashion] [--seeds 3]
+    python scripts/reproduce_peers.py [--workloads rotated_fashion rotated_mnist5k cnn_fashion] [--seeds 5]
 Environment, as for the shell reproductions: PY, RUNS (default multirun), RESULTS (default results), EXTRA.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--methods", nargs="+", help="a subset of the methods (default: all)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args(argv)
     python = os.environ.get("PY", sys.executable)
     runs, results = Path(os.environ.get("RUNS", "multirun")) / "peers", Path(os.environ.get("RESULTS", "results"))
