@@ -17,3 +17,11 @@ train() { "${LAUNCH[@]}" run.py -m "$@" "${COMMON[@]}" "${EXTRA[@]}"; }
 
 # choose SWEEP_DIR METRIC REDUCE OUT: record the best point of a sweep (OUT.json, OUT.md) and print its overrides
 choose() { "$PY" -m experiments.select "$1" --metric "$2" --reduce "$3" --out "$4" --print-overrides; }
+
+# report MODULE DIR OUT: the artefact's table from DIR/finals, naming every sweep and final run under DIR in its
+# provenance
+report() {
+  local sweeps=() d
+  for d in "$2"/sweep_* "$2"/finals/*; do sweeps+=(--sweep "$d"); done
+  "$PY" -m "experiments.$1" "$2/finals" --out "$3" "${sweeps[@]}"
+}

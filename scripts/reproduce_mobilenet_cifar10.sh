@@ -16,7 +16,5 @@ read -r -a GAMMAS <<< "$(choose "$dir/sweep_gammas" val/top1 final "$out/selecti
 train experiment=mobilenet_cifar10 arm=cifar_momentum_schedule seed="$SEEDS" "${BASE[@]}" hydra.sweep.dir="$dir/finals/momentum_schedule"
 train experiment=mobilenet_cifar10 arm=cifar_momentum seed="$SEEDS" "${BASE[@]}" hydra.sweep.dir="$dir/finals/momentum"
 train experiment=mobilenet_cifar10 arm=cifar_funnel seed="$SEEDS" "${BASE[@]}" "${GAMMAS[@]}" hydra.sweep.dir="$dir/finals/funnel"
-sweeps=()
-for d in "$dir"/sweep_* "$dir"/finals/*; do sweeps+=(--sweep "$d"); done
-"$PY" -m experiments.table1_mobilenet "$dir/finals" --out "$out" "${sweeps[@]}"
+report table1_mobilenet "$dir" "$out"
 "$PY" -m experiments.fig4_scales_gains "$dir/finals" --out "$out/figure4.png"

@@ -17,6 +17,4 @@ for arm in imagenet_momentum_schedule imagenet_momentum imagenet_adagrad_ema; do
 done
 train experiment=resnet50_imagenet arm=imagenet_funnel seed="$SEEDS" dataset.root="$root" "${GAMMAS[@]}" \
   hydra.sweep.dir="$dir/finals/imagenet_funnel"
-sweeps=()
-for d in "$dir"/sweep_* "$dir"/finals/*; do sweeps+=(--sweep "$d"); done
-"$PY" -m experiments.table2_resnet50 "$dir/finals" --out "$out" "${sweeps[@]}"
+report table2_resnet50 "$dir" "$out"

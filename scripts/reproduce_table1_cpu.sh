@@ -17,6 +17,4 @@ train experiment=cnn_fashion arm=cnn_momentum_schedule seed="$SEEDS" "${MOMENTUM
 train experiment=cnn_fashion arm=cnn_momentum seed="$SEEDS" "${MOMENTUM[@]}" hydra.sweep.dir="$dir/finals/momentum"
 train experiment=cnn_fashion arm=cnn_funnel seed="$SEEDS" "${MOMENTUM[@]}" "${GAMMAS[@]}" hydra.sweep.dir="$dir/finals/funnel"
 train experiment=cnn_fashion arm=cnn_adam seed="$SEEDS" "${ADAM[@]}" hydra.sweep.dir="$dir/finals/adam"
-sweeps=()
-for d in "$dir"/sweep_* "$dir"/finals/*; do sweeps+=(--sweep "$d"); done
-"$PY" -m experiments.table1_cpu "$dir/finals" --out "$out" "${sweeps[@]}"
+report table1_cpu "$dir" "$out"
