@@ -21,6 +21,7 @@ from experiments import analysis
 from experiments.plots import plt
 from experiments.provenance import markdown, provenance
 from experiments.runs import Run, find_runs
+from funnel.optim.registry import PEER, REGISTRY
 
 COLUMNS = ("one-shot", "tuned")
 TARGET_FRACTION = 0.97
@@ -72,7 +73,9 @@ def summarize(root: Path) -> dict:
         rows = {}
         for method, g in groups.items():
             lrs = spec["methods"][method]
-            row = {"default lr": lrs["default_lr"], "chosen lr": lrs["chosen_lr"]}
+            row = {"default lr": lrs["default_lr"], "chosen lr": lrs["chosen_lr"],
+                   "at grid edge": any(math.isclose(lrs["chosen_lr"], edge, rel_tol=1e-9)
+                                       for edge in (min(lrs["grid"]), max(lrs["grid"])))}
             for column, rs in g.items():
                 row[column] = {
                     "final": analysis.mean_std([analysis.final(r, test_key) for r in rs]),
@@ -86,32 +89,47 @@ def summarize(root: Path) -> dict:
     return out
 
 
+def role(method: str) -> str:
+    """The method's line in a performance profile: a peer under its own name; Funnel and the plain baseline, which
+    are a different optimizer on each workload (over AdaGrad, over momentum), under one name each, so that every
+    line covers every workload."""
+    if method.startswith("funnel"):
+        return "Funnel"
+    return method if REGISTRY[method].description.startswith(PEER) else "baseline"
+
+
 def profile(summary: dict, column: str) -> dict[str, list[float]]:
-    """Per method, its performance ratio on each workload: median steps to target over the best method's."""
+    """Per role, its performance ratio on each workload: median steps to target over the best method's."""
     ratios: dict[str, list[float]] = {}
     for data in summary.values():
         medians = {m: median_or_inf([s for s, _ in row[column]["time"]]) for m, row in data["rows"].items()}
         best = min(medians.values())
         for m, t in medians.items():
-            ratios.setdefault(m, []).append(t / best if math.isfinite(best) else math.inf)
+            ratios.setdefault(role(m), []).append(t / best if math.isfinite(best) else math.inf)
     return ratios
 
 
 def plot_profiles(summary: dict, out: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), sharey=True)
+    members: dict[str, list[str]] = {}
+    for data in summary.values():
+        for m in data["rows"]:
+            if m not in members.setdefault(role(m), []):
+                members[role(m)].append(m)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, column in zip(axes, COLUMNS):
         ratios = profile(summary, column)
         finite = [r for rs in ratios.values() for r in rs if math.isfinite(r)]
         taus = np.logspace(0, math.log10(max(finite + [2.0]) * 1.5), 200)
-        for method, rs in ratios.items():
-            ax.step(taus, [np.mean([r <= t for r in rs]) for t in taus], where="post", label=method,
-                    lw=2.5 if method.startswith("funnel") else 1.2)
+        for name, rs in ratios.items():
+            label = name if members[name] == [name] else f"{name} ({', '.join(members[name])})"
+            ax.step(taus, [np.mean([r <= t for r in rs]) for t in taus], where="post", label=label,
+                    lw=2.5 if name == "Funnel" else 1.2)
         ax.set(xscale="log", xlabel="τ (steps to target over the best method's)", title=f"{column}",
                ylim=(-0.02, 1.02))
     axes[0].set_ylabel(f"fraction of the {len(summary)} workloads with ratio ≤ τ")
-    axes[1].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)  # below both panels
     fig.suptitle("Performance profiles (AlgoPerf-style): higher and further left is better", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
@@ -149,7 +167,8 @@ def write(summary: dict, out: Path, sweeps: list[Path]) -> None:
     md = ["# Funnel against the peers a user would pick instead", "",
           "Protocol (scripts/reproduce_peers.py): the same step budget and seeds for every method; *one-shot* is the "
           "method's documented defaults; *tuned* is the best of lr × {1/3, 1, 3} around them on the validation "
-          "metric (seed 0), then all seeds at that lr. Final test top-1 (%) mean ± std over seeds. *Steps to "
+          "metric (seed 0), then all seeds at that lr; *(edge)* marks a tuned lr at an end of its grid, where a wider "
+          "grid might have found a better one. Final test top-1 (%) mean ± std over seeds. *Steps to "
           f"target*: steps from each phase's start until the validation metric reaches {TARGET_FRACTION:.0%} of the "
           "best method's mean end-of-phase value, summed over phases (the median over seeds; ∞ if never).", "",
           "## Where Funnel wins and where it loses", "", *verdicts(summary), "", "![profiles](profiles.png)", ""]
@@ -163,7 +182,7 @@ def write(summary: dict, out: Path, sweeps: list[Path]) -> None:
                "diverged (one-shot / tuned) |", "|" + "---|" * 10]
         for method, row in data["rows"].items():
             cells = {"workload": workload, "method": method, "default lr": f"{row['default lr']:.4g}",
-                     "tuned lr": f"{row['chosen lr']:.4g}"}
+                     "tuned lr": f"{row['chosen lr']:.4g}", "tuned lr at grid edge": row["at grid edge"]}
             for column in COLUMNS:
                 r = row[column]
                 steps = median_or_inf([s for s, _ in r["time"]])
@@ -174,7 +193,8 @@ def write(summary: dict, out: Path, sweeps: list[Path]) -> None:
                 cells[f"{column} n"] = r["n"]
                 cells[f"{column} diverged"] = r["diverged"]
             cells["mean over training (tuned)"] = analysis.fmt(*row["tuned"]["mean over training"][:2])
-            md.append(f"| {method} | {cells['default lr']} | {cells['tuned lr']} | {cells['one-shot top-1']} | "
+            edge = " (edge)" if row["at grid edge"] else ""
+            md.append(f"| {method} | {cells['default lr']} | {cells['tuned lr']}{edge} | {cells['one-shot top-1']} | "
                       f"{cells['tuned top-1']} | {cells['one-shot steps to target']} | "
                       f"{cells['tuned steps to target']} | {cells['tuned seconds to target']} | "
                       f"{cells['mean over training (tuned)']} | {cells['one-shot diverged']} / "

@@ -55,3 +55,19 @@ def test_selection_scores_and_swept_keys():
     assert select.score(runs[0], "test/current/top1", "best") == 88
     assert select.override("optimizer.normalize_gains", False) == "optimizer.normalize_gains=false"
     assert select.override("optimizer.gamma_p", 1e-05) == "optimizer.gamma_p=1e-05"
+
+
+def test_performance_profile_puts_each_workloads_funnel_and_baseline_on_one_line():
+    """Funnel is funnel_adagrad on one workload and funnel_momentum on another: the profile has one Funnel line
+    with a ratio per workload (median steps to target over the best method's, by hand), likewise the baseline."""
+    from experiments import peers
+
+    def row(steps):
+        return {"tuned": {"time": [(s, 1.0) for s in steps]}}
+
+    summary = {"rotated": {"rows": {"funnel_adagrad": row([10, 20, 30]), "adagrad": row([40, 40, 40]),
+                                    "prodigy": row([5, 5, math.inf])}},
+               "cnn": {"rows": {"funnel_momentum": row([math.inf] * 3), "momentum": row([30, 30, 30]),
+                                "prodigy": row([60, 60, 60])}}}
+    assert peers.profile(summary, "tuned") == {"Funnel": [4.0, math.inf], "baseline": [8.0, 1.0],
+                                               "prodigy": [1.0, 2.0]}

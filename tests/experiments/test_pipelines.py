@@ -119,6 +119,9 @@ def test_peer_comparison(fake_data, tmp_path):
     assert protocol["prodigy"]["grid"] == pytest.approx([1 / 3, 1.0, 3.0])
     assert rows[2]["default lr"] == "1"
     assert float(rows[2]["tuned lr"]) == pytest.approx(protocol["prodigy"]["chosen_lr"])
+    for row in rows:
+        chosen, grid = protocol[row["method"]]["chosen_lr"], protocol[row["method"]]["grid"]
+        assert row["tuned lr at grid edge"] == str(chosen != grid[1])  # a 3-point grid: anything but its middle
     text = (out / "table.md").read_text()
     assert "Where Funnel wins and where it loses" in text and "rotated_mnist5k, tuned: Funnel" in text
     assert (out / "profiles.png").stat().st_size > 10_000
