@@ -107,17 +107,19 @@ def batch_stream(dataset, batches: list[torch.Tensor], device: torch.device, num
 
 
 @torch.no_grad()
-def evaluate(model, dataset, transform, batch_size: int, ddp, num_workers: int, autocast) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (%) of `model` on `dataset`, each rank taking its shard."""
+def evaluate(model, dataset, transform, batch_size: int, ddp, num_workers: int, autocast,
+             dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (%) of `model` (its parameters in `dtype`) on `dataset`, each rank taking its
+    shard."""
     model.eval()
     n = len(dataset)
     sums = torch.zeros(4, dtype=torch.float64, device=ddp.device)  # loss, top1, top5, count
     chunks = list(shard(torch.arange(n), ddp.rank, ddp.world_size).split(batch_size))
     for x, y in batch_stream(dataset, chunks, ddp.device, num_workers):
         x, y = x.to(ddp.device, non_blocking=True), y.to(ddp.device, non_blocking=True)
-        x = transform(x, None) if transform else x
+        x = (transform(x, None) if transform else x).to(dtype)
         with autocast:
-            logits = model(x).float()
+            logits = model(x).to(loss_dtype(dtype))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits = top == y.view(-1, 1)
         sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), hits[:, 0].sum().double(),
@@ -136,7 +138,7 @@ def has_eval_mode(optimizer) -> bool:
 
 @torch.no_grad()
 def recompute_batchnorm(model, dataset, transform, batches: list[torch.Tensor], ddp, num_workers: int,
-                        autocast) -> None:
+                        autocast, dtype: torch.dtype = torch.float32) -> None:
     """BatchNorm running statistics computed afresh at the current parameters (a cumulative average over
     `batches` of training data), as Schedule-Free's averaged point needs; averaged over DDP ranks."""
     norms = [m for m in model.modules()
@@ -153,7 +155,7 @@ def recompute_batchnorm(model, dataset, transform, batches: list[torch.Tensor], 
     for x, _ in batch_stream(dataset, [shard(b, ddp.rank, ddp.world_size) for b in batches], ddp.device, num_workers):
         x = x.to(ddp.device, non_blocking=True)
         with autocast:
-            model(transform(x, gen) if transform else x)
+            model((transform(x, gen) if transform else x).to(dtype))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         if ddp.enabled:
@@ -182,6 +184,21 @@ def state_digest(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> st
     return h.hexdigest()
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def parameter_dtype(name: str) -> torch.dtype:
+    """`trainer.dtype`: the dtype of the model's parameters, its inputs and so of the optimizer state."""
+    if name not in DTYPES:
+        raise ValueError(f"trainer.dtype={name!r} is not one of {sorted(DTYPES)} (for bf16, set trainer.bf16=true)")
+    return DTYPES[name]
+
+
+def loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Logits are upcast to at least fp32 for the loss (bf16 autocast gives bf16 logits); fp64 stays fp64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -204,6 +221,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
             print(f"{run_dir}: already {summary['status']} (delete summary.json to train again)")
         return summary.get("objective")
 
+    dtype = parameter_dtype(tc.dtype)
+    if tc.bf16 and dtype != torch.float32:
+        raise ValueError(f"trainer.bf16=true autocasts float32 parameters; with trainer.dtype={tc.dtype} it would "
+                         "do nothing: set one of the two")
     seed_everything(cfg.seed)
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -213,7 +234,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
     data: TaskData = instantiate(cfg.dataset)
     if ddp.device.type == "cuda":
         data = data.to(ddp.device)  # small datasets live on the GPU: no per-batch host-to-device copies
-    model = build_model(cfg.model, data).to(ddp.device)
+    model = build_model(cfg.model, data).to(ddp.device, dtype)
     named_params = list(model.named_parameters())
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     schedule = instantiate(cfg.schedule)
@@ -272,10 +293,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
             batches = epoch_batches(len(data.phases[phase_index].train), tc.batch_size, tc.drop_last, cfg.seed,
                                     phase_index, 0)[: tc.bn_recompute_batches]
             recompute_batchnorm(raw_model, data.phases[phase_index].train, data.train_transform, batches, ddp,
-                                tc.num_workers, autocast)
+                                tc.num_workers, autocast, dtype)
         for name, dataset in data.eval_sets.items():
             for key, value in evaluate(raw_model, dataset, data.eval_transform, tc.eval_batch_size, ddp,
-                                       tc.num_workers, autocast).items():
+                                       tc.num_workers, autocast, dtype).items():
                 record[f"{name}/{key}"] = value
         current = data.phases[phase_index].current_eval
         for key in list(record):
@@ -327,6 +348,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
             # augmentation randomness from (seed, step): a resumed run draws exactly the same crops
             gen = torch.Generator(device=ddp.device).manual_seed(hash((cfg.seed, step)) % (2**63))
             x = data.train_transform(x, gen)
+        x = x.to(dtype)  # a no-op in fp32
         if not adapts_lr:
             factor = schedule(step, plan.total)
             for group, base in zip(optimizer.param_groups, base_lrs):
@@ -336,7 +358,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
         # DDP's gradient average then equals the gradient of the global batch mean, even for uneven shards.
         with autocast:
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, reduction="sum") * (ddp.world_size / global_n)
+        loss = F.cross_entropy(logits.to(loss_dtype(dtype)), y, reduction="sum") * (ddp.world_size / global_n)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ from torch.testing import assert_close
 from funnel.optim import Funnel
 from funnel.optim.reference import FunnelReference
 
-from .problems import clone_groups, gradient_stream, make_groups, set_grads
+from .problems import gradient_stream, make_groups, set_grads
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 
@@ -149,21 +149,28 @@ def test_gains_only_and_scale_only_switch_components_off():
 
 
 def test_foreach_equals_single_tensor_in_float32():
+    """The foreach path in float32 is no further from the float64 trajectory than twice the per-tensor path's own
+    float32 rounding error: a bound measured on the machine running the test, not a tolerance tuned to one CPU's
+    kernels (measured on AMD EPYC: foreach 1.26e-5, per-tensor 1.16e-5 from float64 after 50 steps)."""
     hyper = dict(lr=0.05, momentum=0.9, nesterov=True, inner="adam", gamma_p=1e-2, gamma_s=1e-2, weight_decay=1e-2)
-    a, b = make_groups(torch.float32), None
-    b = clone_groups(a)
-    opt_a = Funnel([{"params": a[0]}, {"params": a[1], "lr": 0.01}], foreach=False, **hyper)
-    opt_b = Funnel([{"params": b[0]}, {"params": b[1], "lr": 0.01}], foreach=True, **hyper)
-    for grads in gradient_stream(a, 50):
-        set_grads(a, grads)
-        set_grads(b, grads)
-        opt_a.step()
-        opt_b.step()
-    for pa, pb in zip(sum(a, []), sum(b, [])):
-        assert_close(pa, pb, rtol=1e-5, atol=1e-6)
-        if pa in opt_a.state:
-            assert_close(opt_a.state[pa]["gain"], opt_b.state[pb]["gain"], rtol=1e-5, atol=1e-6)
-            assert_close(opt_a.state[pa]["scale"], opt_b.state[pb]["scale"], rtol=1e-5, atol=1e-6)
+
+    def run(dtype, foreach):
+        groups = make_groups(dtype)
+        opt = Funnel([{"params": groups[0]}, {"params": groups[1], "lr": 0.01}], foreach=foreach, **hyper)
+        for grads in gradient_stream(groups, 50):
+            set_grads(groups, grads)
+            opt.step()
+        params = sum(groups, [])
+        assert all(p.dtype == dtype and opt.state[p]["gain"].dtype == dtype for p in params if p in opt.state)
+        return [torch.cat([p.detach().double().flatten()] + ([opt.state[p]["gain"].double().flatten(),
+                                                               opt.state[p]["scale"].double().flatten()]
+                                                              if p in opt.state else [])) for p in params]
+
+    exact = run(torch.float64, foreach=False)
+    error = lambda values: max((a - b).abs().max().item() for a, b in zip(values, exact))
+    single, foreach = error(run(torch.float32, foreach=False)), error(run(torch.float32, foreach=True))
+    assert 0 < single < 1e-3, "float32 rounding should be visible and small"
+    assert foreach <= 2 * single, f"foreach float32 error {foreach:.3g} vs per-tensor {single:.3g}"
 
 
 def test_global_scale_is_one_tensor_per_group():

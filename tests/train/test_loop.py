@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from funnel.train.loop import train
 from funnel.train.schedules import Constant, Cosine, Staircase, WarmupStaircase
@@ -58,6 +59,25 @@ def test_global_batch_must_split_evenly_across_ranks(fake_data, tmp_path, monkey
 def test_bf16_autocast_runs(fake_data, tmp_path):
     train(quick(fake_data, "trainer.bf16=true", "model=small_cnn", "trainer.max_steps=3"), tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
+
+
+def test_float64_training_keeps_every_tensor_in_float64(fake_data, tmp_path):
+    from funnel.train import checkpoint
+
+    train(quick(fake_data, "trainer.dtype=float64", "optimizer=funnel_momentum", "model=small_cnn",
+                "trainer.max_steps=3"), tmp_path)
+    saved = checkpoint.load(tmp_path / checkpoint.LAST)
+    assert {v.dtype for v in saved["model"].values() if v.is_floating_point()} == {torch.float64}
+    state = [v for s in saved["optimizer"]["state"].values() for k, v in s.items()
+             if isinstance(v, torch.Tensor) and v.is_floating_point() and k != "step"]
+    assert state and {v.dtype for v in state} == {torch.float64}
+
+
+def test_bad_dtype_settings_are_refused(fake_data, tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.dtype='float16' is not one of \['float32', 'float64'\]"):
+        train(quick(fake_data, "trainer.dtype=float16"), tmp_path)
+    with pytest.raises(ValueError, match="set one of the two"):
+        train(quick(fake_data, "trainer.dtype=float64", "trainer.bf16=true"), tmp_path)
 
 
 def test_schedules():
