@@ -50,10 +50,12 @@ def elapsed_at(run: Run, step: int) -> float | None:
     return _record_at(run, step).get("time/elapsed_s")
 
 
-def time_to_target(run: Run, key: str, target: float, start: int = 0) -> tuple[int | None, float | None]:
-    """Steps and wall seconds after `start` until `key` first reaches `target` (None, None if it never does)."""
+def time_to_target(run: Run, key: str, target: float, start: int = 0,
+                   end: int | None = None) -> tuple[int | None, float | None]:
+    """Steps and wall seconds after `start` until `key` first reaches `target`, looking no further than step `end`
+    (the end of a phase; default the end of the run). (None, None) if it never does."""
     steps, values = run.series(key)
-    hit = [s for s, v in zip(steps, values) if s > start and v >= target]
+    hit = [s for s, v in zip(steps, values) if s > start and (end is None or s <= end) and v >= target]
     if not hit:
         return None, None
     t0, t1 = elapsed_at(run, start), elapsed_at(run, int(hit[0]))
@@ -76,12 +78,13 @@ def phase_end_values(run: Run, key: str = "test/current/top1") -> list[float | N
 
 def recovery(run: Run, key: str = "test/current/top1", fraction: float = 0.9) -> list[tuple[int | None, float | None]]:
     """For each shift: steps and wall seconds from the shift until `key` (on the new phase's data) is back to
-    `fraction` of its value just before the shift (on the old phase's data)."""
+    `fraction` of its value just before the shift (on the old phase's data), within that phase; (None, None) for a
+    phase that ends first."""
     out = []
     bounds = phase_bounds(run)
     ends = phase_end_values(run, key)
-    for (_, start, _), before in zip(bounds[1:], ends[:-1]):
-        out.append((None, None) if before is None else time_to_target(run, key, fraction * before, start=start))
+    for (_, start, end), before in zip(bounds[1:], ends[:-1]):
+        out.append((None, None) if before is None else time_to_target(run, key, fraction * before, start, end))
     return out
 
 

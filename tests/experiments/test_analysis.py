@@ -30,6 +30,17 @@ def test_phase_ends_and_recovery():
     assert analysis.recovery(run_with({**CURVE, 16: 70, 18: 71, 20: 71.9})) == [(None, None)]
 
 
+def test_recovery_is_searched_within_its_phase():
+    """Shift 1 (step 10) never gets back to 90% of 80 = 72 before the next shift at step 20; the 75 at step 24 is
+    in the third phase and must not count as shift 1's recovery (it did, searched to the end of the run)."""
+    curve = {0: 10, 5: 70, 10: 80, 15: 40, 20: 60, 24: 75, 30: 78}
+    run = run_with(curve, phases=(("a", 0), ("b", 10), ("c", 20)), total=30)
+    # shift 2: 90% of 60 = 54 is reached at step 24, four steps after the shift, 2 s later
+    assert analysis.recovery(run) == [(None, None), (4, 2.0)]
+    assert analysis.time_to_target(run, "test/current/top1", 72, start=10, end=20) == (None, None)
+    assert analysis.time_to_target(run, "test/current/top1", 72, start=10) == (14, 7.0)
+
+
 def test_time_to_target_and_mean():
     run = run_with(CURVE)
     assert analysis.time_to_target(run, "test/current/top1", 60) == (4, 2.0)
