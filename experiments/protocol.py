@@ -1,0 +1,395 @@
+"""The tuning protocol behind every comparison table: equal budgets, quasi-random search, edges extended, selection on
+validation at a seed kept apart, then paired finals.
+
+    python -m experiments.protocol configs/tuning/rotated_mnist.yaml --variant mnist5k_b10k \
+        --root multirun/fig3/mnist5k_b10k
+
+A study file (configs/tuning/*.yaml) names an experiment, the variant's overrides, the selection metric, the budget
+and the methods; each method names its search space (configs/search/<name>.yaml). For each method, in the order
+given:
+  1. tuning: `budget` trials at the selection seed, drawn as Halton points over the space (AlgoPerf's external-tuning
+     ruleset draws its trials the same way), or the full grid of a space marked `grid: true`;
+  2. edges: while the best trial lies in the outer `edge_fraction` of an open range of a knob, that range is
+     extended by half its explored width beyond that end and `budget // 2` more trials are drawn there (at most
+     `max_extensions` times); a range that reaches its `hard_min`/`hard_max` stops there, and the limit is recorded;
+  3. finals: the chosen point at every final seed (the same seeds for every method: same init, same data order).
+Ablations run the chosen point of one method with one override changed, at the final seeds, without re-tuning.
+Diverged trials score -inf and are counted, never dropped. Everything lands in <root>/protocol.json; every run in
+<root>/<method>/{tune,finals}/..., resumable: a restarted study skips the runs that already ended.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from experiments.analysis import finished
+from experiments.runs import find_runs
+from experiments.select import score
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH_DIR = ROOT / "configs" / "search"
+PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+SCALINGS = ("log", "linear")
+
+
+# ------------------------------------------------------------------------------------------------ search spaces
+@dataclass(frozen=True)
+class Knob:
+    """One tuned override: a range (`low`, `high` with a scaling) or a list of feasible points."""
+
+    key: str
+    low: float | None = None
+    high: float | None = None
+    scaling: str = "log"
+    points: tuple | None = None
+    hard_min: float | None = None  # a range is never extended past these
+    hard_max: float | None = None
+
+    def __post_init__(self):
+        if self.points is None:
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"search knob {self.key}: needs min < max (or feasible_points), got "
+                                 f"min={self.low}, max={self.high}")
+            if self.scaling not in SCALINGS:
+                raise ValueError(f"search knob {self.key}: scaling {self.scaling!r} is not one of {SCALINGS}")
+            if self.scaling == "log" and self.low <= 0:
+                raise ValueError(f"search knob {self.key}: a log range needs min > 0, got {self.low}")
+        elif not self.points:
+            raise ValueError(f"search knob {self.key}: feasible_points is empty")
+
+    @property
+    def is_range(self) -> bool:
+        return self.points is None
+
+    def to_unit(self, value: float) -> float:
+        """`value`'s coordinate in this knob's scaled units (log10 for a log range)."""
+        return math.log10(value) if self.scaling == "log" else value
+
+    def from_unit(self, u: float) -> float:
+        return 10**u if self.scaling == "log" else u
+
+    def value(self, q: float):
+        """The knob's value at quasi-random coordinate q in [0, 1)."""
+        if not self.is_range:
+            return self.points[min(int(q * len(self.points)), len(self.points) - 1)]
+        lo, hi = self.to_unit(self.low), self.to_unit(self.high)
+        return float(f"{self.from_unit(lo + q * (hi - lo)):.4g}")  # 4 significant digits: readable run names
+
+    def with_range(self, low: float, high: float) -> Knob:
+        return Knob(self.key, low, high, self.scaling, None, self.hard_min, self.hard_max)
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    knobs: tuple[Knob, ...]
+    grid: bool = False  # every combination of the feasible points instead of Halton draws
+    note: str = ""  # why a space is what it is (e.g. "the paper's grid, not extended by design")
+
+    def knob(self, key: str) -> Knob:
+        return next(k for k in self.knobs if k.key == key)
+
+
+def load_space(name: str, directory: Path = SEARCH_DIR) -> Space:
+    path = directory / f"{name}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise FileNotFoundError(f"no search space {name!r} ({path}); valid: {valid}")
+    spec = yaml.safe_load(path.read_text()) or {}
+    grid, note = bool(spec.pop("grid", False)), str(spec.pop("note", ""))
+    knobs = []
+    for key, entry in (spec.get("knobs") or {}).items():
+        unknown = set(entry) - {"min", "max", "scaling", "feasible_points", "hard_min", "hard_max"}
+        if unknown:
+            raise ValueError(f"{path}: knob {key} has unknown fields {sorted(unknown)}")
+        points = entry.get("feasible_points")
+        knobs.append(Knob(key, _num(entry.get("min")), _num(entry.get("max")), entry.get("scaling", "log"),
+                          tuple(points) if points is not None else None, _num(entry.get("hard_min")),
+                          _num(entry.get("hard_max"))))
+    if grid and any(k.is_range for k in knobs):
+        raise ValueError(f"{path}: a grid space takes feasible_points only")
+    return Space(name, tuple(knobs), grid, note)
+
+
+def _num(value):
+    return None if value is None else float(value)
+
+
+# ------------------------------------------------------------------------------------------------ quasi-random draws
+def radical_inverse(index: int, base: int) -> float:
+    """The van der Corput sequence's `index`-th value in `base`: the digits of `index` mirrored about the point."""
+    out, scale = 0.0, 1.0 / base
+    while index:
+        index, digit = divmod(index, base)
+        out += digit * scale
+        scale /= base
+    return out
+
+
+def halton(count: int, dims: int, start: int = 1) -> list[list[float]]:
+    """Halton points `start` .. `start + count - 1` in [0, 1)^dims (point 0 is the origin, so draws start at 1)."""
+    if dims > len(PRIMES):
+        raise ValueError(f"at most {len(PRIMES)} tuned knobs, got {dims}")
+    return [[radical_inverse(i, PRIMES[d]) for d in range(dims)] for i in range(start, start + count)]
+
+
+def draw(space: Space, count: int, start: int = 1) -> list[dict]:
+    """`count` trials (override dicts) over `space`: Halton points from index `start`, or its whole grid."""
+    if space.grid:
+        trials = [{}]
+        for knob in space.knobs:
+            trials = [{**t, knob.key: p} for t in trials for p in knob.points]
+        return trials
+    return [{k.key: k.value(q) for k, q in zip(space.knobs, point)}
+            for point in halton(count, len(space.knobs), start)]
+
+
+# ------------------------------------------------------------------------------------------------ edges
+@dataclass
+class Edge:
+    key: str
+    side: str  # "low" or "high"
+    limit: str | None = None  # why the range was not (or no more) extended
+
+
+def edges(space: Space, explored: dict[str, tuple[float, float]], pick: dict, fraction: float) -> list[Edge]:
+    """The open-range knobs whose picked value lies in the outer `fraction` of the explored range (scaled units)."""
+    out = []
+    for knob in space.knobs:
+        if not knob.is_range or space.grid:
+            continue
+        lo, hi = explored[knob.key]
+        u = (knob.to_unit(pick[knob.key]) - lo) / (hi - lo)
+        for side, near, bound in (("low", u <= fraction, knob.hard_min), ("high", u >= 1 - fraction, knob.hard_max)):
+            if not near:
+                continue
+            end = lo if side == "low" else hi
+            at_bound = bound is not None and math.isclose(knob.to_unit(bound), end, abs_tol=1e-9)
+            out.append(Edge(knob.key, side, f"hard {'min' if side == 'low' else 'max'} {bound:g}" if at_bound
+                            else None))
+    return out
+
+
+def extension(space: Space, explored: dict[str, tuple[float, float]], open_edges: list[Edge]) -> Space:
+    """The space of an extension round: each edged knob over the new slice beyond its end (half the explored width,
+    clipped at its hard bound); the other knobs over their original ranges or points."""
+    knobs = []
+    for knob in space.knobs:
+        edge = next((e for e in open_edges if e.key == knob.key), None)
+        if edge is None:
+            knobs.append(knob)
+            continue
+        lo, hi = explored[knob.key]
+        width = (hi - lo) / 2
+        if edge.side == "low":
+            new_lo = lo - width if knob.hard_min is None else max(lo - width, knob.to_unit(knob.hard_min))
+            knobs.append(knob.with_range(knob.from_unit(new_lo), knob.from_unit(lo)))
+        else:
+            new_hi = hi + width if knob.hard_max is None else min(hi + width, knob.to_unit(knob.hard_max))
+            knobs.append(knob.with_range(knob.from_unit(hi), knob.from_unit(new_hi)))
+    return Space(space.name, tuple(knobs), False, space.note)
+
+
+# ------------------------------------------------------------------------------------------------ the study
+@dataclass
+class Study:
+    """A study file, for one variant: what every run shares, the selection rule, and the methods."""
+
+    experiment: str
+    metric: str
+    reduce: str
+    methods: dict
+    common: list[str] = field(default_factory=list)
+    ablations: dict = field(default_factory=dict)
+    budget: int = 16
+    selection_seed: int = 100
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    edge_fraction: float = 0.1
+    max_extensions: int = 3
+
+    @classmethod
+    def load(cls, path: str | Path, variant: str | None = None, **override) -> Study:
+        spec = yaml.safe_load(Path(path).read_text())
+        variants = spec.pop("variants", {}) or {}
+        if variant is None and variants:
+            raise ValueError(f"{path} has variants {sorted(variants)}: pass --variant")
+        if variant is not None and variant not in variants:
+            raise ValueError(f"unknown variant {variant!r} of {path}; valid: {sorted(variants)}")
+        common = list(spec.pop("common", []) or []) + list(variants.get(variant, []) if variant else [])
+        spec.update({k: v for k, v in override.items() if v is not None})
+        study = cls(common=common, **spec)
+        for name, method in study.methods.items():
+            unknown = set(method) - {"label", "base", "space", "tie"}
+            if unknown:
+                raise ValueError(f"{path}: method {name} has unknown fields {sorted(unknown)}")
+            order = list(study.methods)
+            for key, (source, _) in (method.get("tie") or {}).items():
+                if source not in order or order.index(source) >= order.index(name):
+                    raise ValueError(f"{path}: {name} ties {key} to {source!r}: name a method listed before it")
+        for name, ablation in study.ablations.items():
+            unknown = set(ablation) - {"of", "label", "set", "flip"}
+            if unknown:
+                raise ValueError(f"{path}: ablation {name} has unknown fields {sorted(unknown)}")
+            if ablation.get("of") not in study.methods:
+                raise ValueError(f"{path}: ablation {name} is of {ablation.get('of')!r}, not a method of the study")
+        return study
+
+
+def override_text(key: str, value) -> str:
+    """A Hydra override for `value`, quoted where Hydra's grammar needs it."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif value is None:
+        text = "null"
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+    else:
+        text = "'" + str(value).replace("'", "\\'") + "'"
+    return f"{key}={text}"
+
+
+def run_name(values: dict) -> str:
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()) or "default"
+
+
+class Runner:
+    """Composes a config from overrides and trains it in this process (one Python start for the whole study)."""
+
+    def __init__(self, extra: list[str] = ()):
+        from funnel.train import resolvers
+
+        resolvers.register()
+        self.extra = list(extra)
+
+    def __call__(self, overrides: list[str], run_dir: Path) -> None:
+        from hydra import compose, initialize_config_dir
+
+        from funnel.train.loop import train
+
+        if (run_dir / "summary.json").exists():
+            return
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = compose("config", overrides=[*overrides, "logger=none", "trainer.progress_bar=false", *self.extra])
+        train(cfg, run_dir)
+
+
+def trial_score(run_dir: Path, metric: str, reduce: str) -> tuple[float, str]:
+    run = find_runs(run_dir)[0]
+    status = (run.summary or {}).get("status", "unfinished")
+    return (score(run, metric, reduce) if finished(run) else -math.inf), status
+
+
+def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
+    """Tune method `name` (see the module docstring); returns its entry of protocol.json."""
+    method = study.methods[name]
+    space = load_space(method["space"])
+    tied = {key: record[source]["pick"][source_key] for key, (source, source_key) in (method.get("tie") or {}).items()}
+    base = [f"experiment={study.experiment}", *study.common, *method.get("base", []),
+            override_text("label", method.get("label", name))]
+    entry = {"label": method.get("label", name), "space": method["space"], "note": space.note, "base": base,
+             "tied": tied, "rounds": [], "trials": [], "edges": [], "limits": []}
+    explored = {k.key: (k.to_unit(k.low), k.to_unit(k.high)) for k in space.knobs if k.is_range}
+    current, start = space, 1
+    for round_index in range(study.max_extensions + 1):
+        count = study.budget if round_index == 0 else max(study.budget // 2, 1)
+        trials = draw(current, count, start)
+        start += len(trials)
+        entry["rounds"].append({"trials": len(trials), "ranges": {k.key: [k.low, k.high] if k.is_range
+                                                                   else list(k.points) for k in current.knobs}})
+        for values in trials:
+            values = {**values, **tied}
+            run_dir = root / name / "tune" / f"r{round_index}-{run_name(values)}"
+            t0 = time.perf_counter()
+            runner([*base, *(override_text(k, v) for k, v in values.items()), f"seed={study.selection_seed}"],
+                   run_dir)
+            value, status = trial_score(run_dir, study.metric, study.reduce)
+            entry["trials"].append({"round": round_index, "values": values, "score": value, "status": status,
+                                    "run": str(run_dir.relative_to(root)), "seconds": time.perf_counter() - t0})
+        best = max(entry["trials"], key=lambda t: t["score"])
+        if not math.isfinite(best["score"]):
+            raise RuntimeError(f"{name}: every one of {len(entry['trials'])} trials diverged or failed; "
+                               f"see {root / name / 'tune'}")
+        entry["pick"] = best["values"]
+        entry["pick_score"] = best["score"]
+        found = edges(space, explored, best["values"], study.edge_fraction)
+        entry["edges"] = [vars(e) for e in found]
+        open_edges = [e for e in found if e.limit is None]
+        if not open_edges:
+            break
+        if round_index == study.max_extensions:
+            for e in open_edges:
+                e.limit = f"{study.max_extensions} extensions"
+            entry["edges"] = [vars(e) for e in found]
+            break
+        current = extension(space, explored, open_edges)
+        for knob in current.knobs:
+            if knob.key in {e.key for e in open_edges}:
+                lo, hi = explored[knob.key]
+                explored[knob.key] = (min(lo, knob.to_unit(knob.low)), max(hi, knob.to_unit(knob.high)))
+    entry["explored"] = {k: [10**lo, 10**hi] if space.knob(k).scaling == "log" else [lo, hi]
+                         for k, (lo, hi) in explored.items()}
+    entry["diverged_trials"] = sum(t["status"] == "diverged" for t in entry["trials"])
+    return entry
+
+
+def finals(study: Study, root: Path, runner, name: str, base: list[str], values: dict, folder: str) -> list[str]:
+    dirs = []
+    for seed in study.seeds:
+        run_dir = root / folder / f"seed={seed}"
+        runner([*base, *(override_text(k, v) for k, v in values.items()), f"seed={seed}"], run_dir)
+        dirs.append(str(run_dir.relative_to(root)))
+    return dirs
+
+
+def run_study(study: Study, root: str | Path, runner=None) -> dict:
+    """Tune every method, run its finals and the ablations; write and return <root>/protocol.json."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    runner = runner or Runner()
+    path = root / "protocol.json"
+    record = {"study": {k: v for k, v in vars(study).items()}, "methods": {}, "ablations": {}}
+    t0 = time.perf_counter()
+    for name in study.methods:
+        entry = tune(study, name, root, runner, record["methods"])
+        entry["finals"] = finals(study, root, runner, name, entry["base"], entry["pick"], f"{name}/finals")
+        record["methods"][name] = entry
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    for name, ablation in study.ablations.items():
+        of = record["methods"][ablation["of"]]
+        base = [*of["base"], override_text("label", ablation.get("label", name))]
+        changed = {**ablation.get("set", {}), **{k: not of["pick"][k] for k in ablation.get("flip", [])}}
+        values = {**of["pick"], **changed}
+        record["ablations"][name] = {"label": ablation.get("label", name), "of": ablation["of"], "base": base,
+                                     "changed": changed, "values": values,
+                                     "finals": finals(study, root, runner, name, base, values, f"{name}/finals")}
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    record["seconds_this_invocation"] = time.perf_counter() - t0  # runs already done were skipped
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", help="a study file, e.g. configs/tuning/rotated_mnist.yaml")
+    parser.add_argument("--variant")
+    parser.add_argument("--root", required=True, help="where the runs and protocol.json go")
+    parser.add_argument("--budget", type=int, help="trials per method (default: the study's)")
+    parser.add_argument("--seeds", help="final seeds, e.g. 0,1,2,3,4 (default: the study's)")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides appended to every run")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    study = Study.load(args.study, args.variant, budget=args.budget, seeds=seeds)
+    record = run_study(study, args.root, Runner(args.extra))
+    for name, entry in record["methods"].items():
+        print(f"{name}: pick {entry['pick']} (score {entry['pick_score']:.3f}, {len(entry['trials'])} trials, "
+              f"{entry['diverged_trials']} diverged)")
+
+
+if __name__ == "__main__":
+    main()

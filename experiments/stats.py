@@ -1,0 +1,92 @@
+"""Paired comparisons over seeds: the mean difference with a 95% t-interval, wins out of seeds, and the verdict word a
+table may print (only where the interval excludes 0).
+
+Methods run at the same seeds share the model's initialisation and the data order, so the difference at each seed
+is one observation of the methods' effect; the t-interval over those differences is what the tables report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Two-sided 95% critical values of Student's t (the 0.975 quantile) for 1-30 degrees of freedom.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+Z_975 = 1.959964
+
+
+def t_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with `df` degrees of freedom (the table, then the Cornish-Fisher expansion
+    about the normal quantile, within 1e-3 beyond 30)."""
+    if df < 1:
+        raise ValueError(f"a t-interval needs at least 2 paired values (df={df})")
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = Z_975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """method − baseline over the seeds both have: mean, 95% t-interval [low, high], wins (method ahead), n."""
+
+    mean: float
+    low: float
+    high: float
+    wins: int
+    n: int
+
+    def excludes_zero(self) -> bool:
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+    def text(self, digits: int = 2) -> str:
+        if self.n == 0:
+            return "–"
+        if self.n == 1:
+            return f"{self.mean:+.{digits}f} (1 seed, no interval)"
+        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
+
+def paired(method: dict, baseline: dict, higher_is_better: bool = True) -> Paired:
+    """The paired difference method − baseline over the seeds (the dicts' keys) where both have a finite value.
+    A win is a seed where the method is better (higher, or lower with `higher_is_better=False`)."""
+    seeds = sorted(s for s in method if s in baseline and _finite(method[s]) and _finite(baseline[s]))
+    diffs = [method[s] - baseline[s] for s in seeds]
+    n = len(diffs)
+    wins = sum(d > 0 if higher_is_better else d < 0 for d in diffs)
+    if n == 0:
+        return Paired(math.nan, math.nan, math.nan, 0, 0)
+    mean = sum(diffs) / n
+    if n == 1:
+        return Paired(mean, math.nan, math.nan, wins, 1)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = t_975(n - 1) * sd / math.sqrt(n)
+    return Paired(mean, mean - half, mean + half, wins, n)
+
+
+def verdict(diff: Paired, better: str, worse: str, higher_is_better: bool = True) -> str:
+    """`better` or `worse` where the interval excludes 0, else "no detectable difference"."""
+    if not diff.excludes_zero():
+        return "no detectable difference"
+    return better if (diff.mean > 0) == higher_is_better else worse
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def time_verdict(method: dict, baseline: dict) -> tuple[Paired, str]:
+    """Steps (or seconds) to a target, lower is better, ∞ (or None) for a seed that never reaches it. The interval is
+    over the seeds where both reach the target; a seed where only one reaches it counts for that one. "faster" needs
+    no more misses than the baseline and either an interval below 0 or the baseline missing at every seed where the
+    method reaches it (and at least 2 such seeds); "slower" the other way round."""
+    diff = paired(method, baseline, higher_is_better=False)
+    reached = lambda d: {s for s, v in d.items() if _finite(v)}
+    seeds = set(method) & set(baseline)
+    only_method, only_base = reached(method) & seeds - reached(baseline), reached(baseline) & seeds - reached(method)
+    misses_m, misses_b = len(seeds - reached(method)), len(seeds - reached(baseline))
+    faster = misses_m <= misses_b and ((diff.excludes_zero() and diff.mean < 0 and not only_base)
+                                       or (diff.n == 0 and len(only_method) >= 2))
+    slower = misses_b <= misses_m and ((diff.excludes_zero() and diff.mean > 0 and not only_method)
+                                       or (diff.n == 0 and len(only_base) >= 2))
+    return diff, "faster" if faster else "slower" if slower else "no detectable difference"
