@@ -9,9 +9,10 @@ and the methods; each method names its search space (configs/search/<name>.yaml)
 given:
   1. tuning: `budget` trials at the selection seed, drawn as Halton points over the space (AlgoPerf's external-tuning
      ruleset draws its trials the same way), or the full grid of a space marked `grid: true`;
-  2. edges: while the best trial lies in the outer `edge_fraction` of an open range of a knob, that range is
-     extended by half its explored width beyond that end and `budget // 2` more trials are drawn there (at most
-     `max_extensions` times); a range that reaches its `hard_min`/`hard_max` stops there, and the limit is recorded;
+  2. edges: while the best trial is the most extreme trial on a knob with an open range (no trial beyond it), that
+     range is extended by half its explored width beyond that end and `budget // 2` more trials are drawn there
+     (at most `max_extensions` times); a range that reaches its `hard_min`/`hard_max` stops there, and the limit is
+     recorded;
   3. finals: the chosen point at every final seed (the same seeds for every method: same init, same data order).
 Ablations run the chosen point of one method with one override changed, at the final seeds, without re-tuning.
 Diverged trials score -inf and are counted, never dropped. Everything lands in <root>/protocol.json; every run in
@@ -96,7 +97,8 @@ class Space:
         return next(k for k in self.knobs if k.key == key)
 
 
-def load_space(name: str, directory: Path = SEARCH_DIR) -> Space:
+def load_space(name: str, directory: Path | None = None) -> Space:
+    directory = directory or SEARCH_DIR
     path = directory / f"{name}.yaml"
     if not path.exists():
         valid = sorted(p.stem for p in directory.glob("*.yaml"))
@@ -158,18 +160,21 @@ class Edge:
     limit: str | None = None  # why the range was not (or no more) extended
 
 
-def edges(space: Space, explored: dict[str, tuple[float, float]], pick: dict, fraction: float) -> list[Edge]:
-    """The open-range knobs whose picked value lies in the outer `fraction` of the explored range (scaled units)."""
+def edges(space: Space, explored: dict[str, tuple[float, float]], trials: list[dict], pick: dict) -> list[Edge]:
+    """The open-range knobs on which the pick is the most extreme trial: no trial (finished or not) lies beyond it
+    on that side, so a better value may lie outside the range explored. An edge whose explored end is the knob's
+    hard bound gets that as its limit."""
     out = []
     for knob in space.knobs:
         if not knob.is_range or space.grid:
             continue
+        value = knob.to_unit(pick[knob.key])
+        tried = [knob.to_unit(t[knob.key]) for t in trials]
         lo, hi = explored[knob.key]
-        u = (knob.to_unit(pick[knob.key]) - lo) / (hi - lo)
-        for side, near, bound in (("low", u <= fraction, knob.hard_min), ("high", u >= 1 - fraction, knob.hard_max)):
-            if not near:
+        for side, extreme, bound, end in (("low", min(tried), knob.hard_min, lo), ("high", max(tried), knob.hard_max,
+                                                                                   hi)):
+            if value != extreme:
                 continue
-            end = lo if side == "low" else hi
             at_bound = bound is not None and math.isclose(knob.to_unit(bound), end, abs_tol=1e-9)
             out.append(Edge(knob.key, side, f"hard {'min' if side == 'low' else 'max'} {bound:g}" if at_bound
                             else None))
@@ -206,11 +211,11 @@ class Study:
     reduce: str
     methods: dict
     common: list[str] = field(default_factory=list)
+    search_dir: str | None = None  # where the methods' spaces are (default configs/search)
     ablations: dict = field(default_factory=dict)
     budget: int = 16
     selection_seed: int = 100
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    edge_fraction: float = 0.1
     max_extensions: int = 3
 
     @classmethod
@@ -272,11 +277,15 @@ class Runner:
 
         from funnel.train.loop import train
 
-        if (run_dir / "summary.json").exists():
-            return
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             cfg = compose("config", overrides=[*overrides, "logger=none", "trainer.progress_bar=false", *self.extra])
         train(cfg, run_dir)
+
+
+def ensure_run(runner, overrides: list[str], run_dir: Path) -> None:
+    """Train `overrides` into `run_dir` unless a run there already ended (a restarted study skips it)."""
+    if not (run_dir / "summary.json").exists():
+        runner(overrides, run_dir)
 
 
 def trial_score(run_dir: Path, metric: str, reduce: str) -> tuple[float, str]:
@@ -288,7 +297,7 @@ def trial_score(run_dir: Path, metric: str, reduce: str) -> tuple[float, str]:
 def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
     """Tune method `name` (see the module docstring); returns its entry of protocol.json."""
     method = study.methods[name]
-    space = load_space(method["space"])
+    space = load_space(method["space"], Path(study.search_dir) if study.search_dir else None)
     tied = {key: record[source]["pick"][source_key] for key, (source, source_key) in (method.get("tie") or {}).items()}
     base = [f"experiment={study.experiment}", *study.common, *method.get("base", []),
             override_text("label", method.get("label", name))]
@@ -306,8 +315,8 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
             values = {**values, **tied}
             run_dir = root / name / "tune" / f"r{round_index}-{run_name(values)}"
             t0 = time.perf_counter()
-            runner([*base, *(override_text(k, v) for k, v in values.items()), f"seed={study.selection_seed}"],
-                   run_dir)
+            ensure_run(runner, [*base, *(override_text(k, v) for k, v in values.items()),
+                                f"seed={study.selection_seed}"], run_dir)
             value, status = trial_score(run_dir, study.metric, study.reduce)
             entry["trials"].append({"round": round_index, "values": values, "score": value, "status": status,
                                     "run": str(run_dir.relative_to(root)), "seconds": time.perf_counter() - t0})
@@ -317,7 +326,7 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
                                f"see {root / name / 'tune'}")
         entry["pick"] = best["values"]
         entry["pick_score"] = best["score"]
-        found = edges(space, explored, best["values"], study.edge_fraction)
+        found = edges(space, explored, [t["values"] for t in entry["trials"]], best["values"])
         entry["edges"] = [vars(e) for e in found]
         open_edges = [e for e in found if e.limit is None]
         if not open_edges:
@@ -342,7 +351,7 @@ def finals(study: Study, root: Path, runner, name: str, base: list[str], values:
     dirs = []
     for seed in study.seeds:
         run_dir = root / folder / f"seed={seed}"
-        runner([*base, *(override_text(k, v) for k, v in values.items()), f"seed={seed}"], run_dir)
+        ensure_run(runner, [*base, *(override_text(k, v) for k, v in values.items()), f"seed={seed}"], run_dir)
         dirs.append(str(run_dir.relative_to(root)))
     return dirs
 
