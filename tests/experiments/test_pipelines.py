@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import ROOT
 
 TINY = {
-    "rotated_mnist": "trainer.eval_batch_size=100",
+    "rotated_mnist": "trainer.eval_batch_size=100 trainer.epochs=2",
     "table1_cpu": "dataset.val_size=60 trainer.batch_size=32 trainer.eval_batch_size=100 trainer.max_steps=6 "
                   "trainer.eval_every=2 trainer.log_every=2",
     "mobilenet_cifar10": "dataset.val_size=20 trainer.batch_size=8 trainer.epochs=1 trainer.max_steps=3 "
@@ -38,33 +38,46 @@ def table(path):
 
 
 def test_rotated_mnist(fake_data, tmp_path):
+    """The Figure 3 pipeline under the tuning protocol, 2 trials per method, 2 final seeds: every method tuned with
+    the same budget at the selection seed, the finals at the picks, the report and the claims ledger."""
     reproduce("rotated_mnist", tmp_path, f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz {TINY['rotated_mnist']}",
-              "mnist5k_b100")
+              "mnist5k_b100", BUDGET="2")
     out = tmp_path / "results" / "rotated_mnist" / "mnist5k_b100"
     rows = table(out / "table.csv")
-    assert [r["arm"] for r in rows] == ["AdaGrad", "Funnel (AdaGrad)"] and all(r["n"] == "2" for r in rows)
-    assert "end of angle45 (top-1 %)" in rows[0] and "recovery after shift 2: steps" in rows[0]
+    assert [r["method"] for r in rows] == [
+        "AdaGrad", "Funnel (AdaGrad), paper protocol", "Funnel (AdaGrad)", "AdaGrad + momentum 0.9",
+        "Funnel (AdaGrad, momentum 0.9)", "Funnel, gains only (gamma_s = 0) (ablation)",
+        "Funnel, scale only (gamma_p = 0) (ablation)", "Funnel, log-space update (egu = log) (ablation)",
+        "Funnel, the other gain rule (ablation)"]
+    assert all(r["finals"] == "2/2" for r in rows)
+    assert "end of angle45 (top-1 %)" in rows[0] and "recovery after shift 2 (median steps)" in rows[0]
     text = (out / "table.md").read_text()
-    assert "Does the claim hold" in text and "shift 2:" in text and "## Provenance" in text
+    for section in ("## Tuning", "## Paired against AdaGrad", "## The mechanism", "## The scale around each shift",
+                    "## Provenance", "**2 Halton trials**"):
+        assert section in text, section
     assert (out / "figure3.png").stat().st_size > 10_000
-    funnel_choice = json.loads((out / "selection_funnel.json").read_text())
-    assert len(funnel_choice["runs"]) == 18 and "optimizer.gamma_s" in funnel_choice["swept"]
-    adagrad_choice = json.loads((out / "selection_adagrad.json").read_text())
-    # the finals used the chosen values
-    finals = (tmp_path / "runs" / "rotated_mnist" / "mnist5k_b100" / "finals" / "funnel").glob("*/summary.json")
-    configs = [json.loads(p.read_text())["config"] for p in finals]
-    config = next(c for c in configs if c["seed"] == 0)["optimizer"]
-    assert config["lr"] == adagrad_choice["best"]["values"]["optimizer.lr"]
-    assert config["gamma_p"] == funnel_choice["best"]["values"]["optimizer.gamma_p"]
+    root = tmp_path / "runs" / "fig3" / "mnist5k_b100"
+    record = json.loads((root / "protocol.json").read_text())
+    adagrad, paper = record["methods"]["adagrad"], record["methods"]["funnel_paper"]
+    assert len(paper["trials"]) == 18  # the paper's grid, whole
+    assert all(len(e["rounds"][0]) and e["rounds"][0]["trials"] == 2 for n, e in record["methods"].items()
+               if n != "funnel_paper")
+    # the paper row uses AdaGrad's tuned lr; the finals ran the picks at the final seeds
+    assert paper["pick"]["optimizer.lr"] == adagrad["pick"]["optimizer.lr"]
+    funnel = record["methods"]["funnel"]
+    for seed, path in zip((0, 1), funnel["finals"]):
+        config = json.loads((root / path / "summary.json").read_text())["config"]
+        assert config["seed"] == seed and config["optimizer"]["lr"] == funnel["pick"]["optimizer.lr"]
+        assert config["optimizer"]["gamma_p"] == funnel["pick"]["optimizer.gamma_p"]
+    tuned = json.loads((root / funnel["trials"][0]["run"] / "summary.json").read_text())["config"]
+    assert tuned["seed"] == 100
+    gains_only = json.loads((root / record["ablations"]["gains_only"]["finals"][0] / "summary.json").read_text())
+    assert gains_only["config"]["optimizer"]["gamma_s"] == 0.0
+    assert "## 8. holds" in (tmp_path / "results" / "claims.md").read_text()
     # the report regenerates the same table from the same run directories
     before = (out / "table.md").read_text()
-    subprocess.run([sys.executable, "-m", "experiments.fig3_rotated_mnist",
-                    str(tmp_path / "runs" / "rotated_mnist" / "mnist5k_b100" / "finals"), "--out", str(out),
-                    "--title", "mnist5k_b100"] + sum([["--sweep", str(tmp_path / "runs" / "rotated_mnist" /
-                                                                       "mnist5k_b100" / d)]
-                                                      for d in ("sweep_lr", "sweep_gammas", "finals/adagrad",
-                                                                "finals/funnel")], []),
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "experiments.fig3_rotated_mnist", str(root), "--out", str(out),
+                    "--title", "mnist5k_b100"], cwd=ROOT, check=True, capture_output=True)
     assert (out / "table.md").read_text() == before
 
 
