@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.provenance import cpu_name  # noqa: E402
 from funnel.models import mobilenet_v1, resnet50  # noqa: E402
 from funnel.optim import REGISTRY, Funnel, build_optimizer  # noqa: E402
+from funnel.optim.registry import takes_loss  # noqa: E402
 from funnel.train.loop import has_eval_mode  # noqa: E402
 
 MODELS = {"mobilenet_v1": lambda: mobilenet_v1((3, 32, 32), 10), "resnet50": lambda: resnet50((3, 224, 224), 1000)}
@@ -60,7 +60,7 @@ def candidates() -> dict:
     have only their own), and Funnel also fused and per-tensor."""
     out = {}
     for name, spec in REGISTRY.items():
-        if "foreach" in inspect.signature(spec.resolve().__init__).parameters:
+        if "foreach" in spec.signature().parameters:
             out[f"{name} (foreach)"] = lambda ps, name=name: build_optimizer(name, ps, foreach=True)
         else:
             out[f"{name} (as shipped)"] = lambda ps, name=name: build_optimizer(name, ps)
@@ -80,6 +80,11 @@ def state_bytes(opt) -> int:
     return sum(visit(st) for st in opt.state.values())
 
 
+def step(opt) -> None:
+    """One step; MoMo-type optimizers are given a loss value (theirs is a Polyak step: they need one)."""
+    opt.step(loss=torch.tensor(1.0)) if takes_loss(opt) else opt.step()
+
+
 def time_group(make: dict, model, device, rounds: int, warmup: int = 2) -> dict[str, dict]:
     base_params = [p.detach().to(device) for p in model.parameters()]
     grads = [torch.randn_like(p) * 1e-2 for p in base_params]
@@ -93,13 +98,13 @@ def time_group(make: dict, model, device, rounds: int, warmup: int = 2) -> dict[
         if has_eval_mode(opts[name]):
             opts[name].train()  # Schedule-Free refuses to step in its (initial) eval mode
         for _ in range(warmup):  # state init, and compilation for the fused path
-            opts[name].step()
+            step(opts[name])
     times = {name: [] for name in opts}
     for _ in range(rounds):
         for name, opt in opts.items():
             sync()
             t0 = time.perf_counter()
-            opt.step()
+            step(opt)
             sync()
             times[name].append(time.perf_counter() - t0)
     n = sum(p.numel() for p in base_params)

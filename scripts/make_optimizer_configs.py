@@ -44,7 +44,7 @@ def config_text(name: str) -> str:
     else:
         package = "torch.optim" if cls.__module__.startswith("torch.optim") else "funnel.optim"
         lines += [f"_target_: {package}.{cls.__qualname__}", "_partial_: true", "_convert_: all"]
-    for param in inspect.signature(cls.__init__).parameters.values():
+    for param in spec.signature().parameters.values():
         if param.name in SKIP | {"self"} or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         value = spec.defaults.get(param.name, param.default)

@@ -7,6 +7,7 @@ they are registered by import path and imported only when built (`pip install -e
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,6 +27,7 @@ class OptimizerSpec:
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     package: str | None = None  # the pip package that provides a class given by import path
+    cannot_resume: str | None = None  # why its state does not survive a checkpoint (the runner refuses to resume)
 
     def resolve(self) -> type[torch.optim.Optimizer]:
         """The optimizer class, importing an optional package on first use."""
@@ -38,16 +40,26 @@ class OptimizerSpec:
             raise ImportError(f"optimizer {self.name!r} needs the package {self.package!r}: "
                               f"pip install -e '.[peers]' (or pip install {self.package})") from err
 
+    def signature(self) -> inspect.Signature:
+        """The constructor's signature: the class's __init__, or a constructor function's own (wrapped peers)."""
+        made_by = self.resolve()
+        return inspect.signature(made_by if inspect.isfunction(made_by) else made_by.__init__)
+
     def build(self, params, **overrides) -> torch.optim.Optimizer:
         return self.resolve()(params, **{**self.defaults, **overrides})
 
 
 def _specs(*specs: OptimizerSpec) -> Mapping[str, OptimizerSpec]:
     return MappingProxyType({s.name: OptimizerSpec(s.name, s.cls, s.description, MappingProxyType(dict(s.defaults)),
-                                                   s.package) for s in specs})
+                                                   s.package, s.cannot_resume) for s in specs})
 
 
 PEER = "peer: "  # descriptions of the optional peers start with this
+# Measured with mechanic-pytorch 0.0.1 and momo-opt 0.1.0 (tests/train/test_peers.py checks that this still holds).
+MECHANIC_STATE = ("mechanic-pytorch keeps its state keyed by the parameter tensors of the process that made it: "
+                  "load_state_dict into a new optimizer raises KeyError")
+MOMO_STATE = ("momo-opt keeps its step count outside state_dict: a resumed run takes different steps than an "
+              "uninterrupted one")
 
 
 REGISTRY: Mapping[str, OptimizerSpec] = _specs(
@@ -89,7 +101,28 @@ REGISTRY: Mapping[str, OptimizerSpec] = _specs(
                   package="dadaptation"),
     OptimizerSpec("dog", "dog:DoG", PEER + "DoG, distance over gradients (Ivgi et al.)", package="dog-optimizer"),
     OptimizerSpec("ldog", "dog:LDoG", PEER + "LDoG, layer-wise DoG (Ivgi et al.)", package="dog-optimizer"),
+    OptimizerSpec("mechanic_sgd", "funnel.optim.peers.mechanic:mechanic_sgd",
+                  PEER + "Mechanic over SGD with momentum (Cutkosky et al.)", package="mechanic-pytorch",
+                  cannot_resume=MECHANIC_STATE),
+    OptimizerSpec("mechanic_adam", "funnel.optim.peers.mechanic:mechanic_adam", PEER + "Mechanic over Adam",
+                  package="mechanic-pytorch", cannot_resume=MECHANIC_STATE),
+    OptimizerSpec("sf_wrap_sgd", "funnel.optim.peers.schedulefree_wrap:sf_wrap_sgd",
+                  PEER + "ScheduleFreeWrapper over SGD (Defazio et al.)", package="schedulefree"),
+    OptimizerSpec("sf_wrap_adagrad", "funnel.optim.peers.schedulefree_wrap:sf_wrap_adagrad",
+                  PEER + "ScheduleFreeWrapper over AdaGrad", package="schedulefree"),
+    OptimizerSpec("momo", "momo:Momo", PEER + "MoMo: momentum with a Polyak-type step (Schaipp et al.)",
+                  package="momo-opt", cannot_resume=MOMO_STATE),
+    OptimizerSpec("momo_adam", "momo:MomoAdam", PEER + "MoMo-Adam (Schaipp et al.)", package="momo-opt",
+                  cannot_resume=MOMO_STATE),
 )
+
+
+def takes_loss(optimizer) -> bool:
+    """MoMo-type optimizers set their step size from the loss value: their step() takes it as `loss`."""
+    try:
+        return "loss" in inspect.signature(optimizer.step).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def get_optimizer_spec(name: str) -> OptimizerSpec:

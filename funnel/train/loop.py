@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from funnel.data.base import TaskData, TensorSet, epoch_batches, shard, steps_per_epoch
 from funnel.optim import optimizer_stats
+from funnel.optim.registry import takes_loss
 from funnel.train import checkpoint, distributed
 from funnel.train.records import GainTrajectories, MetricsLog, git_state, write_json
 from funnel.train.schedules import Constant
@@ -164,6 +165,17 @@ def recompute_batchnorm(model, dataset, transform, batches: list[torch.Tensor], 
     model.train(was_training)
 
 
+def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
+    """A registry optimizer whose state does not survive a checkpoint is never resumed: it would silently train on
+    from a different state than an uninterrupted run."""
+    from funnel.optim.registry import REGISTRY
+
+    spec = REGISTRY.get(optimizer_cfg.get("name") or "")
+    if spec is not None and spec.cannot_resume:
+        raise ValueError(f"{ckpt_path} is a checkpoint of optimizer {spec.name!r}, which cannot be resumed: "
+                         f"{spec.cannot_resume}. Delete {ckpt_path} to train the run again from the start.")
+
+
 def state_digest(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str:
     """sha256 of every parameter and optimizer-state tensor: equal on all DDP ranks when they are in sync."""
     h = hashlib.sha256()
@@ -253,6 +265,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
     start_step, elapsed, best, last_eval = 0, 0.0, {}, {}
     resumed = bool(tc.resume) and ckpt_path.exists()
     if resumed:
+        refuse_unresumable(cfg.optimizer, ckpt_path)
         ck = checkpoint.load(ckpt_path, map_location=ddp.device)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
@@ -261,6 +274,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
     if start_step >= plan.total and resumed:
         start_step = plan.total
     averaged = has_eval_mode(optimizer)
+    pass_loss = takes_loss(optimizer)
     if averaged:
         optimizer.train()
 
@@ -360,7 +374,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
             logits = model(x)
         loss = F.cross_entropy(logits.to(loss_dtype(dtype)), y, reduction="sum") * (ddp.world_size / global_n)
         loss.backward()
-        optimizer.step()
+        if pass_loss:  # the global batch's mean loss, the same on every rank, as the gradient is
+            optimizer.step(loss=distributed.all_reduce(loss.detach().clone()) / ddp.world_size)
+        else:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
         loss = loss.detach()
