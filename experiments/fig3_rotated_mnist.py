@@ -69,6 +69,7 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
     base = arms[BASELINE]
     reference = base.finished[0]
     phases = [name for name, _, _ in analysis.phase_bounds(reference)]
+    lengths = [end - start for _, start, end in analysis.phase_bounds(reference)]  # a miss counts as this many
     shifts = len(phases) - 1
     targets = [float(np.median([analysis.phase_end_values(r, VAL)[k] for r in base.finished]))
                for k in range(len(phases))]
@@ -95,10 +96,10 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
         word = stats.verdict(d, "higher", "lower")
         cells["mean over training (points)"], diffs["mean"] = compare.paired_cell(d, word), vars(d) | {"verdict": word}
         for k in range(shifts):
-            d, word = stats.time_verdict(r["recovery"][k], b["recovery"][k])
+            d, word = stats.time_verdict(r["recovery"][k], b["recovery"][k], budget=lengths[k + 1])
             cells[f"recovery after shift {k + 1} (steps)"] = compare.paired_cell(d, word, 1)
             diffs[f"recovery/{k + 1}"] = vars(d) | {"verdict": word}
-        d, word = stats.time_verdict(r["to_target"], b["to_target"])
+        d, word = stats.time_verdict(r["to_target"], b["to_target"], budget=sum(lengths))
         cells["steps to target"], diffs["to_target"] = compare.paired_cell(d, word, 1), vars(d) | {"verdict": word}
         return cells, diffs
 
@@ -172,7 +173,9 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
           f"AdaGrad's accuracy: steps from each phase's start until `{VAL}` reaches the tuned AdaGrad's median "
           f"end-of-phase value ({', '.join(f'{t:.2f}' for t in targets)}), summed over phases (∞ if a phase misses). "
           "Paired differences: method − AdaGrad over seeds, mean [95% t-interval], and the seeds the method wins; "
-          "a verdict word only where the interval excludes 0.", "",
+          "a verdict word only where the interval excludes 0. In a paired difference of steps, a seed that never "
+          "gets there counts as the whole phase (or run): the most it could have had, which can only understate a "
+          "difference.", "",
           "## Tuning", "", *compare.markdown_table(compare.tuning_rows(record)), "",
           "## Results", "", *compare.markdown_table(rows), "",
           "## Paired against AdaGrad", "", *compare.markdown_table(paired_rows), "",

@@ -75,18 +75,15 @@ def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def time_verdict(method: dict, baseline: dict) -> tuple[Paired, str]:
-    """Steps (or seconds) to a target, lower is better, ∞ (or None) for a seed that never reaches it. The interval is
-    over the seeds where both reach the target; a seed where only one reaches it counts for that one. "faster" needs
-    no more misses than the baseline and either an interval below 0 or the baseline missing at every seed where the
-    method reaches it (and at least 2 such seeds); "slower" the other way round."""
-    diff = paired(method, baseline, higher_is_better=False)
-    reached = lambda d: {s for s, v in d.items() if _finite(v)}
-    seeds = set(method) & set(baseline)
-    only_method, only_base = reached(method) & seeds - reached(baseline), reached(baseline) & seeds - reached(method)
-    misses_m, misses_b = len(seeds - reached(method)), len(seeds - reached(baseline))
-    faster = misses_m <= misses_b and ((diff.excludes_zero() and diff.mean < 0 and not only_base)
-                                       or (diff.n == 0 and len(only_method) >= 2))
-    slower = misses_b <= misses_m and ((diff.excludes_zero() and diff.mean > 0 and not only_method)
-                                       or (diff.n == 0 and len(only_base) >= 2))
-    return diff, "faster" if faster else "slower" if slower else "no detectable difference"
+def time_verdict(method: dict, baseline: dict, budget: float) -> tuple[Paired, str]:
+    """Steps (or seconds) to a target, lower is better; a seed that never reaches it (∞ or None) counts as `budget`,
+    the most it could have had. That censoring is conservative for any verdict: a miss counted at the budget makes
+    the side that missed look faster than it was, so "faster" and "slower" still need an interval that excludes 0
+    over all paired seeds."""
+    capped = lambda d: {s: (budget if v is None or not math.isfinite(v) else v) for s, v in d.items()}
+    diff = paired(capped(method), capped(baseline), higher_is_better=False)
+    return diff, verdict(diff, "faster", "slower", higher_is_better=False)
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)

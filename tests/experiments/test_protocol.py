@@ -137,13 +137,18 @@ def test_paired_interval_by_hand():
     assert stats.t_975(4) == 2.776 and stats.t_975(60) == pytest.approx(2.000, abs=1e-3)
 
 
-def test_time_verdicts_count_misses():
+def test_time_verdicts_count_a_miss_as_the_whole_budget():
     inf = math.inf
-    _, word = stats.time_verdict({0: 5, 1: 6, 2: 5, 3: 6}, {0: 9, 1: 10, 2: 9, 3: 10})
-    assert word == "faster"
-    _, word = stats.time_verdict({0: 5, 1: 6, 2: inf}, {0: 9, 1: 10, 2: 9})
-    assert word == "no detectable difference"  # faster where both reach it, but one miss the baseline lacks
-    diff, word = stats.time_verdict({0: 5, 1: 6}, {0: inf, 1: None})
-    assert diff.n == 0 and word == "faster"  # the baseline never reaches the target
-    _, word = stats.time_verdict({0: inf, 1: inf}, {0: inf, 1: inf})
+    diff, word = stats.time_verdict({0: 5, 1: 6, 2: 5, 3: 6}, {0: 9, 1: 10, 2: 9, 3: 10}, budget=100)
+    assert (diff.mean, word) == (-4.0, "faster")
+    # the baseline misses 3 of 4 seeds: differences -4, -94, -95, -94 (by hand), mean -71.75, sd 45.169, half-width
+    # 3.182 * 45.169 / 2 = 71.864: the interval just includes 0, so no verdict (the censoring is conservative)
+    diff, word = stats.time_verdict({0: 5, 1: 6, 2: 5, 3: 6}, {0: 9, 1: inf, 2: None, 3: inf}, budget=100)
+    assert diff.n == 4 and diff.mean == pytest.approx(-71.75) and diff.high == pytest.approx(0.114, abs=1e-3)
     assert word == "no detectable difference"
+    _, word = stats.time_verdict({0: 5, 1: 6, 2: 5, 3: 6}, {0: inf, 1: inf, 2: inf, 3: inf}, budget=100)
+    assert word == "faster"
+    _, word = stats.time_verdict({0: inf, 1: inf}, {0: inf, 1: inf}, budget=100)
+    assert word == "no detectable difference"  # both at the budget: a difference of 0
+    _, word = stats.time_verdict({0: 50, 1: inf, 2: 70}, {0: 10, 1: 12, 2: 11}, budget=100)
+    assert word == "slower"
