@@ -15,6 +15,8 @@ given:
      recorded;
   3. finals: the chosen point at every final seed (the same seeds for every method: same init, same data order).
 Ablations run the chosen point of one method with one override changed, at the final seeds, without re-tuning.
+With `one_shot: true`, every method also runs at its documented defaults (its optimizer config, untuned) at the final
+seeds: what a user gets without tuning.
 Diverged trials score -inf and are counted, never dropped. Everything lands in <root>/protocol.json; every run in
 <root>/<method>/{tune,finals}/..., resumable: a restarted study skips the runs that already ended.
 """
@@ -212,6 +214,7 @@ class Study:
     methods: dict
     common: list[str] = field(default_factory=list)
     search_dir: str | None = None  # where the methods' spaces are (default configs/search)
+    one_shot: bool = False  # also run every method at its documented defaults (no tuning) at the final seeds
     ablations: dict = field(default_factory=dict)
     budget: int = 16
     selection_seed: int = 100
@@ -219,8 +222,14 @@ class Study:
     max_extensions: int = 3
 
     @classmethod
-    def load(cls, path: str | Path, variant: str | None = None, **override) -> Study:
+    def load(cls, path: str | Path, variant: str | None = None, methods: list[str] | None = None,
+             **override) -> Study:
+        """The study in `path` for `variant`, with only `methods` (in the file's order) if given."""
         spec = yaml.safe_load(Path(path).read_text())
+        shared = spec.pop("methods_from", None)  # methods listed once for several studies (e.g. the peers)
+        if shared:
+            spec["methods"] = {**(spec.get("methods") or {}),
+                               **yaml.safe_load((Path(path).parent / shared).read_text())["methods"]}
         variants = spec.pop("variants", {}) or {}
         if variant is None and variants:
             raise ValueError(f"{path} has variants {sorted(variants)}: pass --variant")
@@ -228,6 +237,12 @@ class Study:
             raise ValueError(f"unknown variant {variant!r} of {path}; valid: {sorted(variants)}")
         common = list(spec.pop("common", []) or []) + list(variants.get(variant, []) if variant else [])
         spec.update({k: v for k, v in override.items() if v is not None})
+        if methods:
+            unknown = set(methods) - set(spec["methods"])
+            if unknown:
+                raise ValueError(f"{path} has no methods {sorted(unknown)}; valid: {list(spec['methods'])}")
+            spec["methods"] = {k: v for k, v in spec["methods"].items() if k in methods}
+            spec["ablations"] = {k: v for k, v in (spec.get("ablations") or {}).items() if v.get("of") in methods}
         study = cls(common=common, **spec)
         for name, method in study.methods.items():
             unknown = set(method) - {"label", "base", "space", "tie"}
@@ -254,13 +269,15 @@ def override_text(key: str, value) -> str:
         text = "null"
     elif isinstance(value, (int, float)):
         text = repr(value)
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ",".join(override_text("x", v)[2:] for v in value) + "]"
     else:
         text = "'" + str(value).replace("'", "\\'") + "'"
     return f"{key}={text}"
 
 
 def run_name(values: dict) -> str:
-    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()) or "default"
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}".replace(" ", "") for k, v in values.items()) or "default"
 
 
 class Runner:
@@ -367,6 +384,8 @@ def run_study(study: Study, root: str | Path, runner=None) -> dict:
     for name in study.methods:
         entry = tune(study, name, root, runner, record["methods"])
         entry["finals"] = finals(study, root, runner, name, entry["base"], entry["pick"], f"{name}/finals")
+        if study.one_shot:
+            entry["one_shot"] = finals(study, root, runner, name, entry["base"], {}, f"{name}/one_shot")
         record["methods"][name] = entry
         path.write_text(json.dumps(record, indent=2) + "\n")
     for name, ablation in study.ablations.items():
@@ -390,10 +409,11 @@ def main(argv=None) -> None:
     parser.add_argument("--root", required=True, help="where the runs and protocol.json go")
     parser.add_argument("--budget", type=int, help="trials per method (default: the study's)")
     parser.add_argument("--seeds", help="final seeds, e.g. 0,1,2,3,4 (default: the study's)")
+    parser.add_argument("--methods", nargs="+", help="only these methods of the study (default: all)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides appended to every run")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    study = Study.load(args.study, args.variant, budget=args.budget, seeds=seeds)
+    study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=seeds)
     record = run_study(study, args.root, Runner(args.extra))
     for name, entry in record["methods"].items():
         print(f"{name}: pick {entry['pick']} (score {entry['pick_score']:.3f}, {len(entry['trials'])} trials, "

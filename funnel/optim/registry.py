@@ -104,6 +104,8 @@ REGISTRY: Mapping[str, OptimizerSpec] = _specs(
     OptimizerSpec("mechanic_sgd", "funnel.optim.peers.mechanic:mechanic_sgd",
                   PEER + "Mechanic over SGD with momentum (Cutkosky et al.)", package="mechanic-pytorch",
                   cannot_resume=MECHANIC_STATE),
+    OptimizerSpec("mechanic_adagrad", "funnel.optim.peers.mechanic:mechanic_adagrad", PEER + "Mechanic over AdaGrad",
+                  package="mechanic-pytorch", cannot_resume=MECHANIC_STATE),
     OptimizerSpec("mechanic_adam", "funnel.optim.peers.mechanic:mechanic_adam", PEER + "Mechanic over Adam",
                   package="mechanic-pytorch", cannot_resume=MECHANIC_STATE),
     OptimizerSpec("sf_wrap_sgd", "funnel.optim.peers.schedulefree_wrap:sf_wrap_sgd",

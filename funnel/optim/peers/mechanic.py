@@ -18,3 +18,10 @@ def mechanic_adam(params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0
     """mechanize(torch.optim.Adam)."""
     return mechanize(torch.optim.Adam, s_decay=s_decay, s_init=s_init)(params, lr=lr, betas=betas, eps=eps,
                                                                          weight_decay=weight_decay)
+
+
+def mechanic_adagrad(params, lr: float = 0.1, eps: float = 1e-10, initial_accumulator_value: float = 0.0,
+                     s_decay: float = 0.01, s_init: float = 1e-8):
+    """mechanize(torch.optim.Adagrad): the same base as Funnel(AdaGrad)."""
+    return mechanize(torch.optim.Adagrad, s_decay=s_decay, s_init=s_init)(
+        params, lr=lr, eps=eps, initial_accumulator_value=initial_accumulator_value)
