@@ -68,20 +68,22 @@ def test_selection_scores_and_swept_keys():
     assert select.override("optimizer.gamma_p", 1e-05) == "optimizer.gamma_p=1e-05"
 
 
-def test_performance_profile_puts_each_workloads_funnel_and_baseline_on_one_line():
-    """Funnel is funnel_adagrad on one workload and funnel_momentum on another: the profile has one Funnel line
-    with a ratio per workload (median steps to target over the best method's, by hand), likewise the baseline."""
+def test_performance_profile_puts_each_workloads_baseline_and_wrappers_on_one_line():
+    """The baseline is AdaGrad on one workload and momentum on another, Mechanic wraps each one's base: the profile
+    has one line for each, with a ratio per workload (median steps to target over the best method's, by hand)."""
     from experiments import peers
 
-    def row(steps):
-        return {"tuned": {"time": [(s, 1.0) for s in steps]}}
+    def steps(values):
+        return {"tuned": {"steps": dict(enumerate(values))}}
 
-    summary = {"rotated": {"rows": {"funnel_adagrad": row([10, 20, 30]), "adagrad": row([40, 40, 40]),
-                                    "prodigy": row([5, 5, math.inf])}},
-               "cnn": {"rows": {"funnel_momentum": row([math.inf] * 3), "momentum": row([30, 30, 30]),
-                                "prodigy": row([60, 60, 60])}}}
-    assert peers.profile(summary, "tuned") == {"Funnel": [4.0, math.inf], "baseline": [8.0, 1.0],
-                                               "prodigy": [1.0, 2.0]}
+    summary = {"rotated": {"baseline": "adagrad", "methods": {
+                   "funnel": steps([10, 20, 30]), "adagrad": steps([40, 40, 40]), "prodigy": steps([5, 5, math.inf]),
+                   "mechanic_adagrad": steps([10, 10, 10])}},
+               "cnn": {"baseline": "momentum", "methods": {
+                   "funnel": steps([math.inf] * 3), "momentum": steps([30, 30, 30]), "prodigy": steps([60, 60, 60]),
+                   "mechanic_sgd": steps([None, None, 30])}}}
+    assert peers.profiles(summary, "tuned") == {"funnel": [4.0, math.inf], "baseline": [8.0, 1.0],
+                                                "prodigy": [1.0, 2.0], "mechanic": [2.0, math.inf]}
 
 
 def test_claim_verdicts_from_the_paired_words():
