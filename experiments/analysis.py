@@ -92,3 +92,17 @@ def mean_over_evaluations(run: Run, key: str) -> float:
     """The mean of `key` over all the run's evaluations: rewards both the level and how fast it is reached."""
     _, values = run.series(key)
     return float(values.mean()) if len(values) else float("nan")
+
+
+def steps_to_targets(run: Run, key: str, targets: list[float]) -> float:
+    """Steps from each phase's start until `key` reaches that phase's target within the phase, summed over the
+    phases; inf if a phase ends first, or the run did not finish."""
+    if not finished(run):
+        return math.inf
+    total = 0
+    for (_, start, end), target in zip(phase_bounds(run), targets):
+        steps, _ = time_to_target(run, key, target, start, end)
+        if steps is None:
+            return math.inf
+        total += steps
+    return total

@@ -30,18 +30,6 @@ BASELINE = "adagrad"
 FAIR, PAPER = "funnel", "funnel_paper"
 
 
-def steps_to_targets(run, targets: list[float]) -> float:
-    """Steps from each phase's start until `VAL` reaches that phase's target within the phase, summed; ∞ if a
-    phase ends first."""
-    total = 0
-    for (_, start, end), target in zip(analysis.phase_bounds(run), targets):
-        steps, _ = analysis.time_to_target(run, VAL, target, start, end)
-        if steps is None:
-            return math.inf
-        total += steps
-    return total
-
-
 def scale_around_shifts(runs, key: str) -> dict:
     """For one layer's scale: at each phase start, the mean over seeds of the scale there and of the largest rise
     within the phase (max / value at its start); and in how many seeds the scale ever rises between two records."""
@@ -80,7 +68,7 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
             "mean": arm.by_seed(lambda r: analysis.mean_over_evaluations(r, METRIC)),
             "recovery": [arm.by_seed(lambda r, k=k: analysis.recovery(r, METRIC, fraction)[k][0])
                          for k in range(shifts)],
-            "to_target": arm.by_seed(lambda r: steps_to_targets(r, targets))}
+            "to_target": arm.by_seed(lambda r: analysis.steps_to_targets(r, VAL, targets))}
 
     results = {name: outcomes(arm) for name, arm in arms.items()}
 

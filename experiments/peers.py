@@ -27,20 +27,6 @@ COLUMNS = ("one_shot", "tuned")
 TAUS = np.linspace(1.0, 4.0, 301)  # AlgoPerf's range of performance ratios
 
 
-def steps_to_targets(run, key: str, targets: list[float]) -> float:
-    """Steps from each phase's start until `key` reaches that phase's target within the phase, summed; ∞ if a
-    phase ends first (or the run failed)."""
-    if not analysis.finished(run):
-        return math.inf
-    total = 0
-    for (_, start, end), target in zip(analysis.phase_bounds(run), targets):
-        steps, _ = analysis.time_to_target(run, key, target, start, end)
-        if steps is None:
-            return math.inf
-        total += steps
-    return total
-
-
 def role(name: str, baseline: str) -> str:
     """A method's line in the profiles: the baseline and the wrappers are a different optimizer per workload (over
     AdaGrad, over momentum) and get one line each, so that every line covers every workload."""
@@ -67,7 +53,7 @@ def summarize_workload(root: Path) -> dict:
         for column in COLUMNS:
             runs = columns[column][name]
             m[column] = {"final": by_seed(runs, lambda r: analysis.final(r, test_key)),
-                         "steps": by_seed(runs, lambda r: steps_to_targets(r, metric, targets)),
+                         "steps": by_seed(runs, lambda r: analysis.steps_to_targets(r, metric, targets)),
                          "n": len(runs), "failed": sum(not analysis.finished(r) for r in runs)}
         methods[name] = m
     for m in methods.values():
