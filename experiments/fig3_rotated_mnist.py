@@ -184,7 +184,7 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
 
 def figure(arms: dict, reference, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
-    for name in (BASELINE, PAPER, FAIR, "funnel_momentum"):
+    for name in (BASELINE, PAPER, FAIR, "adagrad_momentum", "funnel_momentum"):
         if name in arms:
             band(axes[0], arms[name].finished, METRIC, arms[name].label)
     mark_phases(axes[0], reference)
