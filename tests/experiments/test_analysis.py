@@ -93,5 +93,6 @@ def test_claim_verdicts_from_the_paired_words():
     assert verdict_from(["higher", "higher"], "higher", "lower") == HOLDS
     assert verdict_from(["higher", same], "higher", "lower") == PARTLY
     assert verdict_from([same, same], "higher", "lower") == NOT_HOLD
-    assert verdict_from(["higher", "lower"], "higher", "lower") == NOT_HOLD  # one contradiction is enough
+    assert verdict_from(["higher", "lower"], "higher", "lower") == PARTLY  # the evidence lines show the reversal
+    assert verdict_from(["lower", same], "higher", "lower") == NOT_HOLD
     assert verdict_from([], "higher", "lower") == NOT_TESTED
