@@ -89,6 +89,13 @@ def claim_abstract(fig3: dict[str, dict], results: Path) -> tuple[str, list[str]
         words += [d["mean"]["verdict"], last["verdict"]]
         lines.append(f"rotated {variant}: Funnel(AdaGrad) − AdaGrad, mean over training {interval(d['mean'])} "
                      f"({d['mean']['verdict']}), at the end {interval(last)} ({last['verdict']})")
+        m = s["arms"].get("funnel_momentum", {}).get("vs_adagrad_momentum")
+        if m:
+            last = m[f"end/{s['phases'][-1]}"]
+            words += [m["mean"]["verdict"], last["verdict"]]
+            lines.append(f"rotated {variant}, with momentum 0.9 on both sides: Funnel(AdaGrad, momentum) − AdaGrad + "
+                         f"momentum, mean over training {interval(m['mean'])} ({m['mean']['verdict']}), at the end "
+                         f"{interval(last)} ({last['verdict']})")
     peers = results / "peers" / "summary.json"
     if peers.exists():
         for workload, w in json.loads(peers.read_text())["workloads"].items():

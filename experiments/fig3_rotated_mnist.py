@@ -28,6 +28,8 @@ METRIC = "test/current/top1"
 VAL = "val/current/top1"
 BASELINE = "adagrad"
 FAIR, PAPER = "funnel", "funnel_paper"
+# The control the paper omits: Funnel with momentum against the same momentum without Funnel.
+MOMENTUM_PAIR = ("funnel_momentum", "adagrad_momentum")
 
 
 def scale_around_shifts(runs, key: str) -> dict:
@@ -115,6 +117,12 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
                                   "changed": ", ".join(f"{compare.short(k)}={compare.value_text(v)}"
                                                        for k, v in arm.entry["changed"].items()), **cells})
 
+    momentum_rows = []
+    if all(name in arms for name in MOMENTUM_PAIR):
+        with_funnel, without = MOMENTUM_PAIR
+        cells, summary_arms[with_funnel]["vs_" + without] = differences(results[with_funnel], results[without])
+        momentum_rows.append({f"{arms[with_funnel].label} − {arms[without].label}": "", **cells})
+
     scale_rows = []
     for name, arm in arms.items():
         keys = arm.finished[0].keys("scale/") if arm.finished else []
@@ -167,6 +175,9 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
           "## Tuning", "", *compare.markdown_table(compare.tuning_rows(record)), "",
           "## Results", "", *compare.markdown_table(rows), "",
           "## Paired against AdaGrad", "", *compare.markdown_table(paired_rows), "",
+          "## With momentum: Funnel against the same momentum without it", "",
+          "The control the paper omits: both tuned with the same budget, paired over seeds.", "",
+          *compare.markdown_table(momentum_rows), "",
           "## The mechanism: each ablation against the Funnel it changes", "",
           "One switch changed at the fair Funnel's pick, no re-tuning.", "",
           *compare.markdown_table(ablation_rows), "",
