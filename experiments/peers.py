@@ -89,9 +89,9 @@ def profiles(summary: dict, column: str) -> dict[str, list[float]]:
 def plot_profiles(summary: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, column in zip(axes, COLUMNS):
-        for name, rs in profiles(summary, column).items():
+        for k, (name, rs) in enumerate(profiles(summary, column).items()):  # tab20: 11+ lines, no colour twice
             ax.step(TAUS, [np.mean([r <= t for r in rs]) for t in TAUS], where="post", label=name,
-                    lw=2.5 if name == "funnel" else 1.2)
+                    lw=2.5 if name == "funnel" else 1.2, color=plt.cm.tab20(k % 20))
         ax.set(xlabel="τ (steps to target over the best method's)", title=column.replace("_", "-"),
                ylim=(-0.02, 1.02), xlim=(1, 4))
     axes[0].set_ylabel(f"fraction of the {len(summary)} workloads with ratio ≤ τ")
