@@ -14,6 +14,21 @@ from experiments import analysis, stats
 from experiments.runs import Run, find_runs
 
 
+def by_seed(runs: list[Run], value) -> dict[int, float | None]:
+    """{seed: value(run)} over `runs`; None for a run that did not finish (counted as a failure)."""
+    return {r.config.get("seed"): (value(r) if analysis.finished(r) else None) for r in runs}
+
+
+def runs_in(root: Path, dirs: list[str]) -> list[Run]:
+    """The runs in `dirs`, relative to a study's `root` as protocol.json lists them (a missing one is an error)."""
+    return [find_runs(root / d)[0] for d in dirs]
+
+
+def tuning_runs(root: str | Path, record: dict) -> list[Run]:
+    """Every tuning trial of every method of the study under `root`, for the provenance."""
+    return runs_in(Path(root), [t["run"] for e in record["methods"].values() for t in e["trials"]])
+
+
 @dataclass
 class Arm:
     """A method's or an ablation's finals: the runs, and its entry of protocol.json."""
@@ -25,8 +40,7 @@ class Arm:
     ablation: bool = False
 
     def by_seed(self, value) -> dict[int, float | None]:
-        """{seed: value(run)} over the arm's finals; None for a run that did not finish (counted as a failure)."""
-        return {r.config.get("seed"): (value(r) if analysis.finished(r) else None) for r in self.runs}
+        return by_seed(self.runs, value)
 
     @property
     def finished(self) -> list[Run]:
@@ -47,8 +61,7 @@ def load(root: str | Path) -> tuple[dict, dict[str, Arm]]:
     arms = {}
     for kind, entries in (("methods", record["methods"]), ("ablations", record.get("ablations", {}))):
         for name, entry in entries.items():
-            runs = [find_runs(root / d)[0] for d in entry["finals"] if (root / d / "metrics.jsonl").exists()]
-            arms[name] = Arm(name, entry["label"], runs, entry, ablation=kind == "ablations")
+            arms[name] = Arm(name, entry["label"], runs_in(root, entry["finals"]), entry, ablation=kind == "ablations")
     return record, arms
 
 
@@ -73,12 +86,14 @@ def tuning_rows(record: dict) -> list[dict]:
     for entry in record["methods"].values():
         rounds = [r["trials"] for r in entry["rounds"]]
         searched = ", ".join(f"{short(k)} [{value_text(lo)}, {value_text(hi)}]"
-                             for k, (lo, hi) in entry.get("explored", {}).items())
+                             for k, (lo, hi) in entry.get("explored", {}).items()) or "–"
+        if entry.get("note"):  # a fixed grid: nothing was searched beyond its points
+            searched = "grid: " + entry["note"]
         rows.append({
             "method": entry["label"], "space": entry["space"],
             "trials": " + ".join(map(str, rounds)) + (" (extensions)" if len(rounds) > 1 else ""),
             "diverged trials": entry["diverged_trials"],
-            "searched": searched or "grid: " + entry["note"] if entry.get("note") else searched or "–",
+            "searched": searched,
             "pick": ", ".join(f"{short(k)}={value_text(v)}" for k, v in entry["pick"].items()),
             "tied to": ", ".join(f"{short(k)}" for k in entry.get("tied", {})) or "–",
             "pick at an edge?": edge_text(entry) if not entry.get("note") else entry["note"],

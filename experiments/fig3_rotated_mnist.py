@@ -153,8 +153,7 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
 
     study = record["study"]
     runs = [r for arm in arms.values() for r in arm.runs]
-    tune_runs = [compare.find_runs(Path(root) / t["run"])[0] for e in record["methods"].values() for t in e["trials"]]
-    prov = provenance(runs + tune_runs)
+    prov = provenance(runs + compare.tuning_runs(root, record))
     prov["commands"] = [f"python -m experiments.protocol configs/tuning/rotated_mnist.yaml --variant {title} "
                         f"--root <runs>", f"python -m experiments.fig3_rotated_mnist <runs> --out {out} "
                         f"--title {title}"] if title else []

@@ -21,7 +21,6 @@ import numpy as np
 from experiments import analysis, compare, stats
 from experiments.plots import plt
 from experiments.provenance import markdown, provenance
-from experiments.runs import find_runs
 
 COLUMNS = ("one_shot", "tuned")
 TAUS = np.linspace(1.0, 4.0, 301)  # AlgoPerf's range of performance ratios
@@ -40,20 +39,19 @@ def summarize_workload(root: Path) -> dict:
     baseline = next(iter(record["methods"]))
     columns = {}
     for column, field in (("tuned", "finals"), ("one_shot", "one_shot")):
-        columns[column] = {name: [find_runs(root / d)[0] for d in entry.get(field, [])]
+        columns[column] = {name: compare.runs_in(root, entry.get(field, []))
                            for name, entry in record["methods"].items()}
     base_runs = [r for r in columns["tuned"][baseline] if analysis.finished(r)]
     phases = len(analysis.phase_bounds(base_runs[0]))
     targets = [float(np.median([analysis.phase_end_values(r, metric)[k] for r in base_runs])) for k in range(phases)]
     budget = base_runs[0].summary["total_steps"]
-    by_seed = lambda runs, value: {r.config.get("seed"): (value(r) if analysis.finished(r) else None) for r in runs}
     methods = {}
     for name, entry in record["methods"].items():
         m = {"label": entry["label"], "entry": entry}
         for column in COLUMNS:
             runs = columns[column][name]
-            m[column] = {"final": by_seed(runs, lambda r: analysis.final(r, test_key)),
-                         "steps": by_seed(runs, lambda r: analysis.steps_to_targets(r, metric, targets)),
+            m[column] = {"final": compare.by_seed(runs, lambda r: analysis.final(r, test_key)),
+                         "steps": compare.by_seed(runs, lambda r: analysis.steps_to_targets(r, metric, targets)),
                          "n": len(runs), "failed": sum(not analysis.finished(r) for r in runs)}
         methods[name] = m
     for m in methods.values():
@@ -65,8 +63,7 @@ def summarize_workload(root: Path) -> dict:
             m[column]["steps_vs_baseline"] = vars(d) | {"verdict": word}
     runs = [r for c in columns.values() for rs in c.values() for r in rs]
     return {"study": study, "baseline": baseline, "targets": targets, "budget": budget, "methods": methods,
-            "runs": runs, "tune_runs": [find_runs(root / t["run"])[0] for e in record["methods"].values()
-                                        for t in e["trials"]]}
+            "runs": runs, "tune_runs": compare.tuning_runs(root, record)}
 
 
 def median_steps(values: dict) -> float:

@@ -319,7 +319,7 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
     base = [f"experiment={study.experiment}", *study.common, *method.get("base", []),
             override_text("label", method.get("label", name))]
     entry = {"label": method.get("label", name), "space": method["space"], "note": space.note, "base": base,
-             "tied": tied, "rounds": [], "trials": [], "edges": [], "limits": []}
+             "tied": tied, "rounds": [], "trials": [], "edges": []}
     explored = {k.key: (k.to_unit(k.low), k.to_unit(k.high)) for k in space.knobs if k.is_range}
     current, start = space, 1
     for round_index in range(study.max_extensions + 1):
@@ -344,21 +344,18 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
         entry["pick"] = best["values"]
         entry["pick_score"] = best["score"]
         found = edges(space, explored, [t["values"] for t in entry["trials"]], best["values"])
-        entry["edges"] = [vars(e) for e in found]
         open_edges = [e for e in found if e.limit is None]
-        if not open_edges:
-            break
-        if round_index == study.max_extensions:
+        if open_edges and round_index == study.max_extensions:
             for e in open_edges:
                 e.limit = f"{study.max_extensions} extensions"
-            entry["edges"] = [vars(e) for e in found]
+        entry["edges"] = [vars(e) for e in found]
+        if not open_edges or round_index == study.max_extensions:
             break
         current = extension(space, explored, open_edges)
-        for knob in current.knobs:
-            if knob.key in {e.key for e in open_edges}:
-                lo, hi = explored[knob.key]
-                explored[knob.key] = (min(lo, knob.to_unit(knob.low)), max(hi, knob.to_unit(knob.high)))
-    entry["explored"] = {k: [10**lo, 10**hi] if space.knob(k).scaling == "log" else [lo, hi]
+        for e in open_edges:
+            knob, (lo, hi) = current.knob(e.key), explored[e.key]
+            explored[e.key] = (min(lo, knob.to_unit(knob.low)), max(hi, knob.to_unit(knob.high)))
+    entry["explored"] = {k: [space.knob(k).from_unit(lo), space.knob(k).from_unit(hi)]
                          for k, (lo, hi) in explored.items()}
     entry["diverged_trials"] = sum(t["status"] == "diverged" for t in entry["trials"])
     return entry
@@ -379,7 +376,7 @@ def run_study(study: Study, root: str | Path, runner=None) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     runner = runner or Runner()
     path = root / "protocol.json"
-    record = {"study": {k: v for k, v in vars(study).items()}, "methods": {}, "ablations": {}}
+    record = {"study": dict(vars(study)), "methods": {}, "ablations": {}}
     t0 = time.perf_counter()
     for name in study.methods:
         entry = tune(study, name, root, runner, record["methods"])

@@ -83,7 +83,3 @@ def time_verdict(method: dict, baseline: dict, budget: float) -> tuple[Paired, s
     capped = lambda d: {s: (budget if v is None or not math.isfinite(v) else v) for s, v in d.items()}
     diff = paired(capped(method), capped(baseline), higher_is_better=False)
     return diff, verdict(diff, "faster", "slower", higher_is_better=False)
-
-
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)

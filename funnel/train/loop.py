@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from funnel.data.base import TaskData, TensorSet, epoch_batches, shard, steps_per_epoch
 from funnel.optim import optimizer_stats
-from funnel.optim.registry import takes_loss
+from funnel.optim.registry import REGISTRY, takes_loss
 from funnel.train import checkpoint, distributed
 from funnel.train.records import GainTrajectories, MetricsLog, git_state, write_json
 from funnel.train.schedules import Constant
@@ -168,8 +168,6 @@ def recompute_batchnorm(model, dataset, transform, batches: list[torch.Tensor], 
 def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
     """A registry optimizer whose state does not survive a checkpoint is never resumed: it would silently train on
     from a different state than an uninterrupted run."""
-    from funnel.optim.registry import REGISTRY
-
     spec = REGISTRY.get(optimizer_cfg.get("name") or "")
     if spec is not None and spec.cannot_resume:
         raise ValueError(f"{ckpt_path} is a checkpoint of optimizer {spec.name!r}, which cannot be resumed: "
