@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import importlib.util
 import shutil
 from pathlib import Path
@@ -56,9 +57,12 @@ def load_fashion_mnist(root: str | Path, download: bool = False, debian_dir: str
     if not all((raw / f).exists() for f in IDX_FILES) and all((debian_dir / f"{f}.gz").exists() for f in IDX_FILES):
         raw.mkdir(parents=True, exist_ok=True)
         for f in IDX_FILES:
-            with gzip.open(debian_dir / f"{f}.gz", "rb") as src, open(raw / f"{f}.part", "wb") as dst:
+            # A name of this process's own, then an atomic rename: runs started together (two sweep lanes, DDP
+            # ranks) each extract and the last rename wins, instead of one renaming the other's half-written file.
+            part = raw / f"{f}.{os.getpid()}.part"
+            with gzip.open(debian_dir / f"{f}.gz", "rb") as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            (raw / f"{f}.part").replace(raw / f)
+            part.replace(raw / f)
     return _torchvision_digits(torchvision.datasets.FashionMNIST, Path(root), download)
 
 

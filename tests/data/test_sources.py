@@ -1,6 +1,8 @@
 """The base-image sources read the real formats, and say how to fix a missing dataset."""
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,22 @@ def test_fashion_mnist_from_debians_gzipped_files(tmp_path):
     # the second time the unpacked files are read directly
     again = load_fashion_mnist(tmp_path / "root", debian_dir=tmp_path / "nowhere")
     assert torch.equal(again[3], test_y)
+
+
+def _load_fashion_after(barrier, root, debian_dir):
+    barrier.wait()
+    return load_fashion_mnist(root, debian_dir=debian_dir)[0].shape
+
+
+def test_fashion_mnist_extracted_by_runs_started_together(tmp_path):
+    """Two sweep lanes (or DDP ranks) starting at once both unpack Debian's files into the same raw folder."""
+    fakes.write_idx(tmp_path / "debian", n_train=4000, n_test=10, compress=True)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        barrier = manager.Barrier(4)
+        shapes = pool.starmap(_load_fashion_after, [(barrier, tmp_path / "root", tmp_path / "debian")] * 4)
+    assert shapes == [(4000, 28, 28)] * 4
+    assert not list((tmp_path / "root" / "FashionMNIST" / "raw").glob("*.part"))
 
 
 def test_missing_fashion_mnist(tmp_path):
