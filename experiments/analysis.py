@@ -106,3 +106,21 @@ def steps_to_targets(run: Run, key: str, targets: list[float]) -> float:
             return math.inf
         total += steps
     return total
+
+
+REDUCERS = ("final", "mean", "best")
+
+
+def score(run: Run, metric: str, reduce: str) -> float:
+    """A run's selection score: its final, mean or best `metric`; -inf for a run that diverged or did not finish,
+    so that it never wins."""
+    if reduce not in REDUCERS:
+        raise ValueError(f"reduce must be one of {REDUCERS}, got {reduce!r}")
+    if not finished(run):
+        return -math.inf
+    if reduce == "mean":
+        return mean_over_evaluations(run, metric)
+    _, values = run.series(metric)
+    if not len(values):
+        raise ValueError(f"{run.path}: no values of {metric!r}; metrics it has: {run.keys('val')[:10]}")
+    return float(values[-1] if reduce == "final" else values.max())

@@ -178,9 +178,9 @@ def ledger(results: Path) -> list[dict]:
         {"claim": "Table 1: removing the schedule costs momentum about 5 points on MobileNetV1/CIFAR-10; Funnel at the "
                   "same lr and momentum, without a schedule, matches the scheduled baseline.",
          "result": claim_not_tested("needs a workload where dropping the schedule opens a gap larger than the seed "
-                                    "noise; the CPU analogue in results/table1_cpu_fashion opens only -0.78 points, "
-                                    "within one std, and MobileNetV1/CIFAR-10 needs a GPU (see "
-                                    "results/mobilenet_cifar10)")},
+                                    "noise; the CPU analogue's earlier, withdrawn table (results/table1_cpu_fashion) "
+                                    "opened only -0.78 points, within one std, and MobileNetV1/CIFAR-10 needs a GPU "
+                                    "(see results/mobilenet_cifar10)")},
         {"claim": "Figure 4: Funnel finds a decay schedule for every layer, at different rates; some gains ramp up for "
                   "the first ~5k steps, then decay.",
          "result": claim_not_tested("the paper's MobileNetV1/CIFAR-10 runs of 150k steps need a GPU; no CPU workload "

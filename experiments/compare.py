@@ -75,6 +75,8 @@ def value_text(value) -> str:
 
 def edge_text(entry: dict) -> str:
     """'interior', or each edge with the limit that stopped its extension."""
+    if not entry["rounds"]:
+        return "not tuned"
     if not entry["edges"]:
         return "interior"
     return "; ".join(f"{short(e['key'])} at its {e['side']} end (limit: {e['limit'] or 'none'})"
@@ -87,17 +89,17 @@ def tuning_rows(record: dict) -> list[dict]:
         rounds = [r["trials"] for r in entry["rounds"]]
         searched = ", ".join(f"{short(k)} [{value_text(lo)}, {value_text(hi)}]"
                              for k, (lo, hi) in entry.get("explored", {}).items()) or "–"
-        if entry.get("note"):  # a fixed grid: nothing was searched beyond its points
-            searched = "grid: " + entry["note"]
+        if entry.get("note"):  # a fixed grid, or no knob at all: nothing was searched beyond it
+            searched = ("grid: " if entry["rounds"] else "") + entry["note"]
         rows.append({
             "method": entry["label"], "space": entry["space"],
-            "trials": " + ".join(map(str, rounds)) + (" (extensions)" if len(rounds) > 1 else ""),
+            "trials": (" + ".join(map(str, rounds)) + (" (extensions)" if len(rounds) > 1 else "")) or "0 (fixed)",
             "diverged trials": entry["diverged_trials"],
             "searched": searched,
             "pick": ", ".join(f"{short(k)}={value_text(v)}" for k, v in entry["pick"].items()),
             "tied to": ", ".join(f"{short(k)}" for k in entry.get("tied", {})) or "–",
-            "pick at an edge?": edge_text(entry) if not entry.get("note") else entry["note"],
-            "selection score": f"{entry['pick_score']:.2f}"})
+            "pick at an edge?": entry["note"] if entry.get("note") and entry["rounds"] else edge_text(entry),
+            "selection score": "–" if entry["pick_score"] is None else f"{entry['pick_score']:.2f}"})
     return rows
 
 

@@ -1,6 +1,6 @@
 """Figure 4 of the Funnel paper: (a) step-size scales of two depthwise and two pointwise layers of MobileNetV1 over
-training, (b) gains of sampled coordinates in two layers. Reads a Funnel run (the lowest seed of the arm whose
-label names Funnel). For other models the first two and last two layers with a scale stand in.
+training, (b) gains of sampled coordinates in two layers. Reads a Funnel run (the lowest seed of the arms whose
+labels name Funnel). For other models the first two and last two layers with a scale stand in.
 
     python -m experiments.fig4_scales_gains multirun/mobilenet_cifar10 --out results/mobilenet_cifar10/figure4.png
 """
@@ -23,12 +23,17 @@ def pick_layers(names: list[str]) -> list[str]:
     return list(dict.fromkeys(weights[:2] + weights[-2:]))
 
 
-def figure(root: str | Path, out: str | Path) -> Path | None:
+def funnel_runs(root: str | Path) -> list:
+    """The finished runs under `root` of the arms whose label names Funnel."""
     groups = by_arm(find_runs(root))
-    funnel = [r for arm, runs in groups.items() if "Funnel" in arm for r in runs if analysis.finished(r)]
-    if not funnel:
+    return [r for arm, runs in groups.items() if "Funnel" in arm for r in runs if analysis.finished(r)]
+
+
+def figure(runs: list, out: str | Path) -> Path | None:
+    """Figure 4 from the lowest-seed run of `runs` (Funnel runs, finished); None without one."""
+    if not runs:
         return None
-    run = funnel[0]
+    run = min(runs, key=lambda r: r.config.get("seed", 0))
     names = [k[len("scale/"):] for k in run.keys("scale/")]
     layers = pick_layers(names)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
@@ -57,7 +62,7 @@ def main(argv=None) -> None:
     parser.add_argument("root")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    out = figure(args.root, args.out)
+    out = figure(funnel_runs(args.root), args.out)
     print(f"wrote {out}" if out else f"no finished Funnel run under {args.root}")
 
 

@@ -14,26 +14,30 @@ given:
      (at most `max_extensions` times); a range that reaches its `hard_min`/`hard_max` stops there, and the limit is
      recorded;
   3. finals: the chosen point at every final seed (the same seeds for every method: same init, same data order).
+A space with no knobs (configs/search/fixed.yaml) tunes nothing and spends no trial: the method runs at its config's
+values and the values it ties to another method's pick (the paper's protocols, or a run too costly to tune).
 Ablations run the chosen point of one method with one override changed, at the final seeds, without re-tuning.
 With `one_shot: true`, every method also runs at its documented defaults (its optimizer config, untuned) at the final
 seeds: what a user gets without tuning.
 Diverged trials score -inf and are counted, never dropped. Everything lands in <root>/protocol.json; every run in
-<root>/<method>/{tune,finals}/..., resumable: a restarted study skips the runs that already ended.
+<root>/<method>/{tune,finals}/..., resumable: a restarted study skips the runs that already ended. Runs train in this
+process, or each in its own process under a launcher (`--launch "torchrun --nproc_per_node=8"`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import shlex
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from experiments.analysis import finished
+from experiments.analysis import finished, score
 from experiments.runs import find_runs
-from experiments.select import score
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_DIR = ROOT / "configs" / "search"
@@ -61,8 +65,9 @@ class Knob:
                                  f"min={self.low}, max={self.high}")
             if self.scaling not in SCALINGS:
                 raise ValueError(f"search knob {self.key}: scaling {self.scaling!r} is not one of {SCALINGS}")
-            if self.scaling == "log" and self.low <= 0:
-                raise ValueError(f"search knob {self.key}: a log range needs min > 0, got {self.low}")
+            if self.scaling == "log" and min(v for v in (self.low, self.hard_min) if v is not None) <= 0:
+                raise ValueError(f"search knob {self.key}: a log range needs min and hard_min > 0, got "
+                                 f"min={self.low}, hard_min={self.hard_min}")
         elif not self.points:
             raise ValueError(f"search knob {self.key}: feasible_points is empty")
 
@@ -213,6 +218,7 @@ class Study:
     reduce: str
     methods: dict
     common: list[str] = field(default_factory=list)
+    tuning_common: list[str] = field(default_factory=list)  # only for the tuning trials (e.g. hold out a val set)
     search_dir: str | None = None  # where the methods' spaces are (default configs/search)
     one_shot: bool = False  # also run every method at its documented defaults (no tuning) at the final seeds
     ablations: dict = field(default_factory=dict)
@@ -299,6 +305,20 @@ class Runner:
         train(cfg, run_dir)
 
 
+class LaunchedRunner:
+    """Trains each run in its own process started by `launch` (e.g. torchrun over several GPUs or nodes) through
+    run.py, for runs one process cannot hold; the same overrides and run directory as the in-process Runner."""
+
+    def __init__(self, launch: list[str], extra: list[str] = ()):
+        self.launch, self.extra = list(launch), list(extra)
+
+    def __call__(self, overrides: list[str], run_dir: Path) -> None:
+        command = [*self.launch, str(ROOT / "run.py"), *overrides, "logger=none", "trainer.progress_bar=false",
+                   *self.extra, override_text("hydra.run.dir", str(run_dir))]
+        if subprocess.run(command, cwd=ROOT).returncode != 0 and not (run_dir / "summary.json").exists():
+            raise RuntimeError(f"run failed before it wrote a summary: {shlex.join(command)}")
+
+
 def ensure_run(runner, overrides: list[str], run_dir: Path) -> None:
     """Train `overrides` into `run_dir` unless a run there already ended (a restarted study skips it)."""
     if not (run_dir / "summary.json").exists():
@@ -319,7 +339,9 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
     base = [f"experiment={study.experiment}", *study.common, *method.get("base", []),
             override_text("label", method.get("label", name))]
     entry = {"label": method.get("label", name), "space": method["space"], "note": space.note, "base": base,
-             "tied": tied, "rounds": [], "trials": [], "edges": []}
+             "tied": tied, "rounds": [], "trials": [], "edges": [], "explored": {}, "diverged_trials": 0}
+    if not space.knobs:  # nothing to tune: the config's values and the tied ones, without spending a trial
+        return {**entry, "pick": tied, "pick_score": None}
     explored = {k.key: (k.to_unit(k.low), k.to_unit(k.high)) for k in space.knobs if k.is_range}
     current, start = space, 1
     for round_index in range(study.max_extensions + 1):
@@ -332,7 +354,7 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
             values = {**values, **tied}
             run_dir = root / name / "tune" / f"r{round_index}-{run_name(values)}"
             t0 = time.perf_counter()
-            ensure_run(runner, [*base, *(override_text(k, v) for k, v in values.items()),
+            ensure_run(runner, [*base, *study.tuning_common, *(override_text(k, v) for k, v in values.items()),
                                 f"seed={study.selection_seed}"], run_dir)
             value, status = trial_score(run_dir, study.metric, study.reduce)
             entry["trials"].append({"round": round_index, "values": values, "score": value, "status": status,
@@ -408,12 +430,19 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", help="final seeds, e.g. 0,1,2,3,4 (default: the study's)")
     parser.add_argument("--methods", nargs="+", help="only these methods of the study (default: all)")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides appended to every run")
+    parser.add_argument("--tuning-common", nargs="*", help="overrides for the tuning trials only, instead of the "
+                                                           "study's tuning_common")
+    parser.add_argument("--launch", help="start each run in its own process with this launcher, e.g. "
+                                         "'torchrun --standalone --nproc_per_node=8' (default: all in this process)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=seeds)
-    record = run_study(study, args.root, Runner(args.extra))
+    study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=seeds,
+                       tuning_common=args.tuning_common)
+    runner = LaunchedRunner(shlex.split(args.launch), args.extra) if args.launch else Runner(args.extra)
+    record = run_study(study, args.root, runner)
     for name, entry in record["methods"].items():
-        print(f"{name}: pick {entry['pick']} (score {entry['pick_score']:.3f}, {len(entry['trials'])} trials, "
+        score = "not tuned" if entry["pick_score"] is None else f"score {entry['pick_score']:.3f}"
+        print(f"{name}: pick {entry['pick']} ({score}, {len(entry['trials'])} trials, "
               f"{entry['diverged_trials']} diverged)")
 
 

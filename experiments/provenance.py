@@ -6,8 +6,6 @@ import os
 import platform
 from pathlib import Path
 
-import yaml
-
 from experiments.runs import Run
 
 
@@ -21,18 +19,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def sweep_commands(dirs) -> list[str]:
-    """`python run.py -m ...` for each sweep directory, from the multirun.yaml that Hydra wrote there."""
-    commands = []
-    for d in dirs:
-        path = Path(d) / "multirun.yaml"
-        if path.exists():
-            overrides = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
-            commands.append("python run.py -m " + " ".join(f"'{o}'" if "," in o or " " in o else o for o in overrides))
-    return commands
-
-
-def provenance(runs: list[Run], sweep_dirs=()) -> dict:
+def provenance(runs: list[Run], commands=()) -> dict:
     summaries = [r.summary for r in runs if r.summary]
     configs = [s["config"] for s in summaries]
     git = sorted({f"{s['git']['commit']}{'+dirty' if s['git']['dirty'] else ''}" for s in summaries})
@@ -51,7 +38,7 @@ def provenance(runs: list[Run], sweep_dirs=()) -> dict:
         "wall_time_s": {"total": sum(s["wall_time_s"] for s in summaries),
                         "per_run_max": max((s["wall_time_s"] for s in summaries), default=0.0)},
         "commit": git,
-        "commands": sweep_commands(sweep_dirs),
+        "commands": list(commands),
     }
 
 

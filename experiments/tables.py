@@ -1,131 +1,149 @@
-"""The comparison table of Tables 1 and 2 (and their CPU analogue): one row per arm, mean +- std over seeds, the
-paper's value beside ours, time to a target accuracy, diverged runs counted."""
+"""The comparison tables of Tables 1 and 2 (and their CPU analogue), from a study that experiments/protocol.py ran:
+one row per method's finals (mean ± std over seeds, failures counted), the paper's value beside ours, the paired
+difference to the scheduled baseline with its 95% t-interval, steps to the baseline's accuracy; then the tuning.
+"""
 from __future__ import annotations
 
 import argparse
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import analysis
+import numpy as np
+
+from experiments import analysis, compare, stats
 from experiments.provenance import markdown, provenance
-from experiments.runs import Run, by_arm, find_runs
 
-# paper value: (top-1 mean, std, top-5 mean, std)
+# The paper's value for a method of the study (by its name there): (top-1 mean, std, top-5 mean, std).
 Paper = dict[str, tuple[float, float, float, float]]
+TOP1, TOP5 = "test/top1", "test/top5"
 
 
-def rows_for(groups: dict[str, list[Run]], paper: Paper, target: float, gap_to: str | None,
-             top1: str = "test/top1", top5: str = "test/top5") -> list[dict]:
-    """With `gap_to`, ours and the paper's values are compared as gaps to that arm (for a different dataset or
-    model, where only the ordering can be compared); without it, ours minus the paper's."""
-    means = {}
+def protocol_text(study: dict) -> str:
+    return (f"Protocol: every tuned method gets **{study['budget']} Halton trials** over its own search space "
+            "(configs/search/), plus half that many per extension where its pick was the most extreme trial of an "
+            f"open range (at most {study['max_extensions']} extensions), chosen on `{study['metric']}` "
+            f"({study['reduce']}) at seed {study['selection_seed']}; a fixed space spends no trial. Finals at seeds "
+            f"{study['seeds']}, paired (same init, same data order for every method).")
+
+
+def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: str, same_task: bool
+             ) -> tuple[list[dict], float]:
+    """The rows, and the target: the baseline's median final `metric` (what steps-to-target counts up to)."""
+    base = arms[baseline]
+    if not base.finished:
+        raise ValueError(f"no run of the baseline {base.label!r} finished: nothing to compare against")
+    target = float(np.median([analysis.final(r, metric) for r in base.finished]))
+    budget = base.finished[0].summary["total_steps"]
+    top1 = {name: arm.by_seed(lambda r: analysis.final(r, TOP1)) for name, arm in arms.items()}
+    to_target = {name: arm.by_seed(lambda r: analysis.time_to_target(r, metric, target)) for name, arm in arms.items()}
+    steps = {name: {s: (v or (None, None))[0] for s, v in d.items()} for name, d in to_target.items()}
     rows = []
-    for arm, members in groups.items():
-        done = [r for r in members if analysis.finished(r)]
-        t1 = analysis.mean_std([analysis.final(r, top1) for r in done])
-        t5 = analysis.mean_std([analysis.final(r, top5) for r in done])
-        tt = [analysis.time_to_target(r, top1, target) for r in done]
-        steps = analysis.mean_std([s for s, _ in tt])
-        seconds = analysis.mean_std([s for _, s in tt])
-        means[arm] = t1[0]
-        p = paper.get(arm)
-        row = {"method": arm, "n": len(done), "diverged": sum(analysis.diverged(r) for r in members),
+    for name, arm in arms.items():
+        t1 = analysis.mean_std([v for v in top1[name].values() if v is not None])
+        t5 = analysis.mean_std([analysis.final(r, TOP5) for r in arm.finished])
+        p, ref = paper.get(name), paper.get(baseline)
+        row = {"method": arm.label, "finals": f"{len(arm.finished)}/{len(arm.runs)}",
+               "diverged": sum(analysis.diverged(r) for r in arm.runs),
                "top-1 (%)": analysis.fmt(t1[0], t1[1]), "top-5 (%)": analysis.fmt(t5[0], t5[1]),
                "paper top-1": analysis.fmt(p[0], p[1]) if p else "–",
                "paper top-5": analysis.fmt(p[2], p[3]) if p else "–"}
-        if gap_to is None:
+        if same_task:
             row["top-1 − paper"] = f"{t1[0] - p[0]:+.2f}" if p and math.isfinite(t1[0]) else "–"
-        row[f"steps to {target:g}% top-1"] = analysis.fmt(steps[0], steps[1], 0) + (
-            f" ({steps[2]}/{len(done)} reached)" if steps[2] < len(done) else "")
-        row[f"seconds to {target:g}%"] = analysis.fmt(seconds[0], seconds[1], 1)
+        row["steps to target (median)"] = compare.median_text(list(steps[name].values()))
+        seconds = [(v or (None, None))[1] for v in to_target[name].values()]
+        row["seconds to target (median)"] = compare.median_text(seconds, 1)
+        if name != baseline:
+            diff = stats.paired(top1[name], top1[baseline])
+            row["top-1 − baseline"] = compare.paired_cell(diff, stats.verdict(diff, "higher", "lower"))
+            diff, word = stats.time_verdict(steps[name], steps[baseline], budget)
+            row["steps − baseline"] = compare.paired_cell(diff, word, 0)
+        else:
+            row["top-1 − baseline"] = row["steps − baseline"] = "(baseline)"
+        row["paper's gap to baseline"] = f"{p[0] - ref[0]:+.2f}" if p and ref and name != baseline else "–"
         rows.append(row)
-    if gap_to is not None:
-        for row in rows:
-            arm = row["method"]
-            ours = means[arm] - means.get(gap_to, float("nan"))
-            p, ref = paper.get(arm), paper.get(gap_to)
-            row[f"top-1 gap to “{gap_to}”"] = f"{ours:+.2f}" if math.isfinite(ours) else "–"
-            row["paper's gap"] = f"{p[0] - ref[0]:+.2f}" if p and ref else "–"
-    return rows
-
-
-def write(rows: list[dict], out: Path, title: str, intro: str, runs: list[Run], sweeps=(), figures=()) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    columns = list(rows[0])
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with open(out / "table.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    prov = provenance(runs, sweeps)
-    md = [f"# {title}", "", intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    md += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
-    md.append("")
-    md += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    selections = sorted(out.glob("selection*.md"))
-    if selections:
-        md += ["", "Hyperparameters chosen on validation: " + ", ".join(f"[{p.name}]({p.name})" for p in selections)]
-    md += ["", markdown(prov)]
-    (out / "table.md").write_text("\n".join(md))
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-
-
-def build(root, out, title: str, intro: str, paper: Paper, order: list[str], target: float,
-          gap_to: str | None = None, sweeps=(), figures=()) -> list[dict]:
-    runs = find_runs(root)
-    rows = rows_for(by_arm(runs, order), paper, target, gap_to)
-    write(rows, Path(out), title, intro, runs, sweeps, figures)
-    return rows
-
-
-def write_not_run(out: str | Path, title: str, why: str, commands: list[str], compute: str) -> None:
-    """For an artefact this machine cannot produce: what it needs and the commands that make it."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = [f"# {title}: not run here", "", why, "", f"Compute: {compute}", "", "Commands:", "", "```bash",
-            *commands, "```", "",
-            "Its pipeline (configs, runs, table and figure code) runs end to end on tiny data in the real formats "
-            "in tests/experiments, so it cannot rot.", ""]
-    (out / "README.md").write_text("\n".join(text))
+    return rows, target
 
 
 @dataclass(frozen=True)
 class Artefact:
-    """A paper table built from runs: what it compares and, when this machine cannot run it, what it needs."""
+    """A paper table built from a study's runs; when this machine cannot run it, what it needs."""
 
+    name: str  # its module experiments/<name>.py; its study configs/tuning/<name>.yaml
     title: str
     intro: str
     paper: Paper
-    target: float  # top-1 % for the time-to-target columns
-    order: list[str] = field(default_factory=list)
-    gap_to: str | None = None
-    scales_figure: str | None = None  # also draw Figure 4's scales and gains into this file of the output
+    baseline: str = "momentum_schedule"  # the study's method every other is paired against
+    same_task: bool = True  # ours and the paper's accuracies are comparable (same data and model)
+    scales_figure: str | None = None  # Figure 4's scales and gains of the fair Funnel's finals, into this file
+    funnel: str = "funnel"
+    target_metric: str | None = None  # what steps-to-target reads (default: the study's selection metric)
     not_run: tuple[str, list[str], str] | None = None  # (why, commands, compute)
+
+    def build(self, root: str | Path, out: str | Path) -> list[dict]:
+        record, arms = compare.load(root)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        study = record["study"]
+        metric = self.target_metric or study["metric"]
+        rows, target = rows_for(arms, self.paper, self.baseline, metric, self.same_task)
+        with open(out / "table.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        figures = []
+        if self.scales_figure and self.funnel in arms and arms[self.funnel].finished:
+            from experiments.fig4_scales_gains import figure
+
+            figures.append(figure(arms[self.funnel].finished, out / self.scales_figure))
+        runs = [r for arm in arms.values() for r in arm.runs] + compare.tuning_runs(root, record)
+        prov = provenance(runs, [f"python -m experiments.protocol {self.study} --root <runs>",
+                                 f"python -m experiments.{self.name} <runs> --out {out}"])
+        base = arms[self.baseline].label
+        md = [f"# {self.title}", "", self.intro, "", protocol_text(study), "",
+              f"Test accuracy after training, mean ± std over seeds; *finals* counts the seeds that finished. "
+              f"Paired differences: method − “{base}” over seeds, mean [95% t-interval] and the seeds the method "
+              "wins; a verdict word only where the interval excludes 0. Steps to target: steps until "
+              f"`{metric}` reaches the baseline's median final value, {target:.2f}% (∞: never; in a "
+              "paired difference a miss counts as the whole run, which can only understate a difference).", "",
+              "## Results", "", *compare.markdown_table(rows), "",
+              "## Tuning", "", *compare.markdown_table(compare.tuning_rows(record)), "",
+              *[f"![{f.stem}]({f.name})" for f in figures], "", markdown(prov)]
+        (out / "table.md").write_text("\n".join(md))
+        (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+        summary = {"title": self.title, "baseline": self.baseline, "target": target, "study": study,
+                   "rows": {name: row for name, row in zip(arms, rows)}}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return rows
+
+    @property
+    def study(self) -> str:
+        return f"configs/tuning/{self.name}.yaml"
+
+    def write_not_run(self, out: str | Path) -> None:
+        """For an artefact this machine cannot produce: what it needs and the commands that make it."""
+        why, commands, compute = self.not_run
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        text = [f"# {self.title}: not run here", "", why, "", f"Compute: {compute}", "", "Commands:", "", "```bash",
+                *commands, "```", "",
+                "Its pipeline (study, runs, table and figure code) runs end to end on tiny data in the real formats "
+                "in tests/experiments, so it cannot rot.", ""]
+        (out / "README.md").write_text("\n".join(text))
 
     def main(self, argv=None, doc: str = "") -> None:
         parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-        parser.add_argument("root", nargs="?", help="directory holding the final runs (all arms, all seeds)")
+        parser.add_argument("root", nargs="?", help=f"the study's root (holds protocol.json of {self.study})")
         parser.add_argument("--out", required=True)
-        parser.add_argument("--sweep", action="append", default=[], help="sweep directories, for the provenance")
-        parser.add_argument("--target", type=float, default=self.target)
         if self.not_run:
             parser.add_argument("--not-run", action="store_true", help="write what this artefact needs instead")
         args = parser.parse_args(argv)
         if getattr(args, "not_run", False):
-            write_not_run(args.out, self.title, *self.not_run)
+            self.write_not_run(args.out)
             return
         if args.root is None:
-            parser.error("the runs directory is required")
-        figures = []
-        if self.scales_figure:
-            from experiments.fig4_scales_gains import figure
-
-            made = figure(args.root, Path(args.out) / self.scales_figure)
-            figures = [made] if made else []
-        build(args.root, args.out, self.title, self.intro, self.paper, self.order or list(self.paper), args.target,
-              self.gap_to, args.sweep, figures)
+            parser.error("the study's root is required")
+        self.build(args.root, args.out)
         print(f"wrote {args.out}/table.md")

@@ -11,14 +11,12 @@
 #   fashion_b100  Fashion-MNIST, batch 100, 10 epochs/angle (the small-batch variant)                      ~55 min
 # Then the claims ledger (results/claims.md) is regenerated from every report.
 # Usage: bash scripts/reproduce_rotated_mnist.sh [variant ...]        (default: all four)
-# BUDGET overrides the trials per method (the tests use 2).
 source "$(dirname "$0")/reproduce_common.sh"
 
 for v in ${@:-mnist5k_b10k mnist5k_b100 fashion_b10k fashion_b100}; do
   dir=$RUNS/fig3/$v
   out=$RESULTS/rotated_mnist/$v
-  "$PY" -m experiments.protocol configs/tuning/rotated_mnist.yaml --variant "$v" --root "$dir" --seeds "$SEEDS" \
-    ${BUDGET:+--budget "$BUDGET"} --extra "${EXTRA[@]}"
+  study configs/tuning/rotated_mnist.yaml "$dir" --variant "$v"
   rm -rf "$out"  # a report from an older protocol leaves no stale file behind
   "$PY" -m experiments.fig3_rotated_mnist "$dir" --out "$out" --title "$v"
 done

@@ -41,8 +41,7 @@ def tiny(experiment: str, data_root: Path) -> list[str]:
     per_experiment["peers_rotated_mnist5k"] = [f"dataset.mnist_5k_path={data_root}/mnist_5k.csv.gz",
                                                "trainer.batch_size=100", "trainer.eval_batch_size=100"]
     per_experiment["peers_cnn_fashion"] = per_experiment["cnn_fashion"]
-    base = experiment.removesuffix("_sweep").removesuffix("_lr")  # sweeps shrink like the experiment they extend
-    return per_experiment[base] + ["trainer.max_steps=2", "trainer.log_every=1", "trainer.eval_every=2",
+    return per_experiment[experiment] + ["trainer.max_steps=2", "trainer.log_every=1", "trainer.eval_every=2",
                                          "trainer.checkpoint_every=0", *QUIET]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import analysis, select
+from experiments import analysis
 from experiments.runs import Run
 
 
@@ -55,17 +55,12 @@ def test_mean_std():
     assert analysis.fmt(89.514, 0.176) == "89.51 ± 0.18" and analysis.fmt(float("nan"), 1) == "–"
 
 
-def test_selection_scores_and_swept_keys():
-    base = {"seed": 0, "optimizer": {"lr": 0.1, "gamma_p": 1e-4, "normalize_gains": True}}
-    runs = [run_with(CURVE, config={**base, "optimizer": {**base["optimizer"], "gamma_p": g, "normalize_gains": n}})
-            for g, n in ((1e-5, True), (1e-4, False))]
-    runs.append(run_with({0: 99.0, 2: 99.0}, status="diverged",
-                         config={**base, "optimizer": {**base["optimizer"], "gamma_p": 1e-3}}))
-    assert select.swept_keys(runs) == ["optimizer.gamma_p", "optimizer.normalize_gains"]
-    assert select.score(runs[2], "test/current/top1", "final") == -math.inf  # diverged never wins
-    assert select.score(runs[0], "test/current/top1", "best") == 88
-    assert select.override("optimizer.normalize_gains", False) == "optimizer.normalize_gains=false"
-    assert select.override("optimizer.gamma_p", 1e-05) == "optimizer.gamma_p=1e-05"
+def test_selection_scores():
+    runs = [run_with(CURVE), run_with({0: 99.0, 2: 99.0}, status="diverged")]
+    assert analysis.score(runs[1], "test/current/top1", "final") == -math.inf  # diverged never wins
+    assert analysis.score(runs[0], "test/current/top1", "best") == 88
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        analysis.score(runs[0], "test/current/top1", "median")
 
 
 def test_performance_profile_puts_each_workloads_baseline_and_wrappers_on_one_line():

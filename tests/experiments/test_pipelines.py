@@ -1,4 +1,4 @@
-"""Each reproduction script, unchanged, on tiny data in the real formats: sweep, selection, finals, report.
+"""Each reproduction script, unchanged, on tiny data in the real formats: tuning, finals, report.
 The full-scale pipelines (Table 1 / Figure 4, Table 2) are exercised here because this machine cannot run them."""
 from __future__ import annotations
 
@@ -82,22 +82,48 @@ def test_rotated_mnist(fake_data, tmp_path):
 
 
 def test_table1_cpu_analogue(fake_data, tmp_path):
-    reproduce("table1_cpu", tmp_path, f"dataset.root={fake_data} {TINY['table1_cpu']}")
+    """Table 1's CPU analogue under the protocol: both protocols' rows, each paired against the scheduled baseline,
+    the untuned paper-protocol momentum at the baseline's tuned lr, and the report regenerated identically."""
+    reproduce("table1_cpu", tmp_path, f"dataset.root={fake_data} {TINY['table1_cpu']}", BUDGET="2")
     out = tmp_path / "results" / "table1_cpu_fashion"
     rows = table(out / "table.csv")
-    assert [r["method"] for r in rows] == ["Momentum (with lr schedule)", "Momentum (without lr schedule)",
-                                           "Funneled Momentum (without lr schedule)", "Adam (without lr schedule)"]
-    assert rows[0]["top-1 gap to “Momentum (with lr schedule)”"] == "+0.00" and rows[2]["paper's gap"] == "+0.10"
-    assert rows[3]["paper top-1"] == "–" and all(r["n"] == "2" for r in rows)
-    assert (out / "scales_gains.png").exists() and (out / "selection_adam.md").exists()
+    assert [r["method"] for r in rows] == [
+        "Momentum (with lr schedule)", "Momentum (without lr schedule), paper protocol",
+        "Momentum (without lr schedule), tuned", "Funneled Momentum (without lr schedule), paper protocol",
+        "Funneled Momentum (without lr schedule), tuned", "Adam (without lr schedule), tuned"]
+    assert all(r["finals"] == "2/2" for r in rows)
+    assert rows[0]["top-1 − baseline"] == "(baseline)" and rows[3]["paper's gap to baseline"] == "+0.10"
+    assert rows[1]["paper's gap to baseline"] == "-5.37" and rows[5]["paper top-1"] == "–"
+    assert "top-1 − paper" not in rows[0]  # another dataset and model: only the gaps compare
+    assert rows[2]["top-1 − baseline"].endswith(("higher", "lower", "no detectable difference"))
+    root = tmp_path / "runs" / "table1_cpu"
+    record = json.loads((root / "protocol.json").read_text())
+    schedule, paper = record["methods"]["momentum_schedule"], record["methods"]["momentum_paper"]
+    assert paper["trials"] == [] and paper["pick"] == {"optimizer.lr": schedule["pick"]["optimizer.lr"]}
+    assert len(record["methods"]["funnel_paper"]["trials"]) == 18 and len(schedule["trials"]) >= 2
+    config = json.loads((root / paper["finals"][1] / "summary.json").read_text())["config"]
+    assert config["optimizer"]["lr"] == schedule["pick"]["optimizer.lr"] and config["seed"] == 1
+    assert config["schedule"]["_target_"].endswith("Constant")
+    text = (out / "table.md").read_text()
+    assert "**2 Halton trials**" in text and "## Tuning" in text and "0 (fixed)" in text
+    assert (out / "scales_gains.png").stat().st_size > 10_000
+    before = text
+    subprocess.run([sys.executable, "-m", "experiments.table1_cpu", str(root), "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True)
+    assert (out / "table.md").read_text() == before
 
 
 def test_mobilenet_cifar10_table1_and_figure4(fake_data, tmp_path):
-    reproduce("mobilenet_cifar10", tmp_path, f"dataset.root={fake_data} {TINY['mobilenet_cifar10']}")
+    reproduce("mobilenet_cifar10", tmp_path, f"dataset.root={fake_data} {TINY['mobilenet_cifar10']}", BUDGET="1",
+              SEEDS="0")
     out = tmp_path / "results" / "mobilenet_cifar10"
-    rows = table(out / "table.csv")
-    assert [r["paper top-1"] for r in rows] == ["89.51 ± 0.18", "84.14 ± 0.49", "89.61 ± 0.28"]
-    assert all(r["n"] == "2" and r["top-1 − paper"].startswith(("+", "-")) for r in rows)
+    rows = {r["method"]: r for r in table(out / "table.csv")}
+    assert [rows[m]["paper top-1"] for m in ("Momentum (with lr schedule)",
+                                              "Momentum (without lr schedule), paper protocol",
+                                              "Funneled Momentum (without lr schedule), paper protocol")] == [
+        "89.51 ± 0.18", "84.14 ± 0.49", "89.61 ± 0.28"]
+    assert len(rows) == 5 and all(r["finals"] == "1/1" for r in rows.values())
+    assert rows["Momentum (with lr schedule)"]["top-1 − paper"].startswith(("+", "-"))
     assert (out / "figure4.png").stat().st_size > 10_000
 
 
@@ -106,6 +132,12 @@ def test_resnet50_imagenet_table2(fake_data, tmp_path):
               VAL_SIZE="3", SEEDS="0")
     rows = table(tmp_path / "results" / "resnet50_imagenet" / "table.csv")
     assert [r["method"] for r in rows][2] == "AdaGrad-EMA (without lr schedule)" and len(rows) == 4
+    record = json.loads((tmp_path / "runs" / "resnet50_imagenet" / "protocol.json").read_text())
+    assert [len(e["trials"]) for e in record["methods"].values()] == [0, 0, 0, 9]  # the baselines are not tuned
+    root = tmp_path / "runs" / "resnet50_imagenet"
+    tuned = json.loads((root / record["methods"]["funnel_paper"]["trials"][0]["run"] / "summary.json").read_text())
+    final = json.loads((root / record["methods"]["funnel_paper"]["finals"][0] / "summary.json").read_text())
+    assert tuned["config"]["dataset"]["val_size"] == 3 and final["config"]["dataset"]["val_size"] == 0
 
 
 @pytest.mark.parametrize("module", ["table1_mobilenet", "table2_resnet50"])

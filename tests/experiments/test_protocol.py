@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from experiments import protocol, stats
+from experiments import compare, protocol, stats
 from experiments.protocol import Knob, Space, Study
+from tests.helpers import tiny
 
 
 def test_halton_points_by_hand():
@@ -26,8 +28,10 @@ def test_draws_map_to_ranges_points_and_grids():
     assert protocol.draw(space, 2) == [{"lr": 0.03162, "rule": True}, {"lr": 0.005623, "rule": False}]
     grid = Space("g", (Knob("a", points=(1, 2)), Knob("b", points=("x", "y", "z"))), grid=True)
     assert len(protocol.draw(grid, 99)) == 6
-    with pytest.raises(ValueError, match="log range needs min > 0"):
+    with pytest.raises(ValueError, match="log range needs min and hard_min > 0"):
         Knob("lr", 0.0, 1.0)
+    with pytest.raises(ValueError, match="log range needs min and hard_min > 0"):
+        Knob("weight_decay", 1e-5, 1e-3, hard_min=0.0)  # its log would be -inf when an edge reaches it
     with pytest.raises(ValueError, match="needs min < max"):
         Knob("lr", 1.0, 0.1)
 
@@ -125,6 +129,21 @@ def test_limits_are_recorded(tmp_path):
     assert len(entry["rounds"]) == 4 and entry["edges"][0]["limit"] == "3 extensions"
 
 
+def test_a_fixed_space_spends_no_trial_and_runs_the_tied_values(tmp_path):
+    """The paper's protocol for 'momentum without the schedule': the scheduled baseline's tuned lr, untuned."""
+    study = study_for(tmp_path)
+    (tmp_path / "search" / "fixed.yaml").write_text(yaml.safe_dump({"note": "not tuned", "knobs": {}}))
+    study.methods["c"] = {"label": "C", "space": "fixed", "tie": {"optimizer.lr": ["a", "optimizer.lr"]}}
+    objective = Objective(best=0.03)
+    record = protocol.run_study(study, tmp_path / "runs", objective)
+    fixed, a = record["methods"]["c"], record["methods"]["a"]
+    assert fixed["trials"] == [] and fixed["rounds"] == [] and fixed["pick_score"] is None
+    assert fixed["pick"] == a["pick"] and len(objective.calls) == 2 * (8 + 2) + 2
+    assert objective.calls[-2:] == [(a["pick"]["optimizer.lr"], 0), (a["pick"]["optimizer.lr"], 1)]
+    row = next(r for r in compare.tuning_rows(record) if r["method"] == "C")
+    assert (row["trials"], row["pick at an edge?"], row["selection score"]) == ("0 (fixed)", "not tuned", "–")
+
+
 def test_paired_interval_by_hand():
     # differences 1, 2, 3: mean 2, sd 1, half-width t(0.975, 2) / sqrt(3) = 4.303 / 1.7321 = 2.4843
     diff = stats.paired({0: 11, 1: 12, 2: 13}, {0: 10, 1: 10, 2: 10})
@@ -152,3 +171,22 @@ def test_time_verdicts_count_a_miss_as_the_whole_budget():
     assert word == "no detectable difference"  # both at the budget: a difference of 0
     _, word = stats.time_verdict({0: 50, 1: inf, 2: 70}, {0: 10, 1: 12, 2: 11}, budget=100)
     assert word == "slower"
+
+
+def test_launched_runs_each_train_in_their_own_processes_under_the_launcher(fake_data, tmp_path):
+    """--launch: each run is `<launcher> run.py ...` in its own process; here torchrun's module with two CPU
+    processes (gloo), as a multi-GPU study would start them."""
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({
+        "experiment": "quick", "metric": "val/current/top1", "reduce": "final", "budget": 1, "seeds": [0],
+        "methods": {"adagrad": {"label": "AdaGrad", "base": ["arm=quick_adagrad"], "space": "fixed"}}}))
+    root = tmp_path / "runs"
+    launch = f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node=2"
+    extra = [*tiny("quick", fake_data), "trainer.max_steps=2"]
+    protocol.main([str(study), "--root", str(root), "--launch", launch, "--extra", *extra])
+    record = json.loads((root / "protocol.json").read_text())
+    summary = json.loads((root / record["methods"]["adagrad"]["finals"][0] / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["world_size"] == 2 and summary["config"]["seed"] == 0
+    broken = protocol.LaunchedRunner([sys.executable], ["trainer.batch_size=-1"])
+    with pytest.raises(RuntimeError, match="run failed before it wrote a summary"):
+        broken(["experiment=quick", *extra], tmp_path / "broken")
