@@ -1,4 +1,4 @@
-"""Rotated-noisy MNIST with a distribution shift (Funnel paper section 4.1; spec experiments.md section A).
+"""Rotated-noisy MNIST with a distribution shift (Funnel paper section 4.1; docs/experiments.md, section 1).
 
 Train, validation and test are each split into three disjoint subsets; subset k is rotated by angles[k]
 (bilinear, about the centre, 28x28 kept) and then every pixel below `noise_threshold` is replaced by U[0, 1]

@@ -43,7 +43,8 @@ def restore_state(saved: dict, loaded: dict, param: Tensor) -> dict:
 
 
 def prepare_grad(param: Tensor, grad: Tensor, weight_decay: float, maximize: bool) -> Tensor:
-    """The raw gradient g of the spec: in the state dtype, negated to maximize, plus coupled L2 weight decay."""
+    """The raw gradient g of docs/algorithms.md, section 1: in the state dtype, negated to maximize, plus coupled L2
+    weight decay."""
     grad = grad.to(state_dtype(param))
     if maximize:
         grad = -grad

@@ -1,6 +1,7 @@
 """Funnel: step-size adaptation by exponentiated-gradient updates (Amid, Anil, Fifty, Warmuth, arXiv 2202.00145).
 
-Spec: ../shared/spec/algorithms.md section 1 (the paper's Algorithm 1 with its misprints corrected).
+The exact update, and how this reads the paper's ambiguities: docs/algorithms.md, section 2 (the paper's
+Algorithm 1 with its misprints corrected).
 """
 from __future__ import annotations
 
@@ -219,9 +220,10 @@ def _tensor_update(param: Tensor, grad: Tensor, gain: Tensor, ema: Tensor, nu: T
                    momentum: float, nesterov: bool, weight_decay: float, gamma_p: float, gamma_s: float, beta: float,
                    normalize_gains: bool, normalize_scale: bool, gain_range, scale_range, egu: str,
                    maximize: bool) -> None:
-    """Steps 1-6 of the spec for one tensor, in place. The per-tensor path calls it with Python numbers for `lr`
-    and `step` (the steps taken so far); the fused path calls its torch.compile'd form with 0-d tensors, so that a
-    changing lr or step never triggers a recompilation. `last` is the stored direction (Nesterov only)."""
+    """Steps 1-6 of docs/algorithms.md, section 2.2, for one tensor, in place. The per-tensor path calls it with Python
+    numbers for `lr` and `step` (the steps taken so far); the fused path calls its torch.compile'd form with 0-d
+    tensors, so that a changing lr or step never triggers a recompilation. `last` is the stored direction (Nesterov
+    only)."""
     g = prepare_grad(param, grad, weight_decay, maximize)
     d_prev = last if nesterov else nu
     if update_scale:  # step 3; "global" granularity updates the group's scale before the per-tensor loop

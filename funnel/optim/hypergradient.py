@@ -1,6 +1,6 @@
 """Hypergradient descent (Baydin et al., ICLR 2018, arXiv 1703.04782): SGD-HD, SGDN-HD and Adam-HD.
 
-Spec: ../shared/spec/algorithms.md section 3. One rate alpha per param group, kept in ``group["lr"]`` as a 0-d
+The update: docs/algorithms.md, section 5. One rate alpha per param group, kept in ``group["lr"]`` as a 0-d
 tensor after the first step (so the update never syncs with the host; schedulers and `optimizer_stats` read it).
 """
 from __future__ import annotations

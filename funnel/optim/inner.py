@@ -5,7 +5,7 @@ has a plain per-tensor `direction` and a foreach `foreach_direction` that must a
 read-only for the caller: they may alias the gradient or the preconditioner's own state. `direction` takes the step
 as an int or as a 0-d tensor (Funnel's compiled path passes a tensor so that torch.compile does not specialize on it).
 
-Spec: ../shared/spec/algorithms.md section 2.
+The directions, formula by formula: docs/algorithms.md, section 3.
 """
 from __future__ import annotations
 
@@ -196,7 +196,8 @@ class RMSpropPreconditioner(Preconditioner):
 
 @dataclass(frozen=True)
 class SadamPreconditioner(Preconditioner):
-    """Sadam / SAMSGrad (spec section 4): gt = sqrt(1 - b2^t) / (1 - b1^t) * m / softplus_beta(sqrt(v)).
+    """Sadam / SAMSGrad (docs/algorithms.md, section 4.2):
+    gt = sqrt(1 - b2^t) / (1 - b1^t) * m / softplus_beta(sqrt(v)).
 
     v is not bias-corrected inside the softplus and there is no eps (the authors' code). With amsgrad the running
     maximum of v replaces v.

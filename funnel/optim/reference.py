@@ -1,7 +1,7 @@
-"""Slow, paper-literal references in float64, written from ../shared/spec/algorithms.md alone.
+"""Slow, paper-literal references in float64, written from docs/algorithms.md (sections 2 to 5) alone.
 
 They share no code with the production optimizers and favour literal transcription over speed: every formula
-appears as the spec writes it, one tensor at a time, with Python loops and no in-place tricks. Tests feed the
+appears as docs/algorithms.md writes it, one tensor at a time, with Python loops and no in-place tricks. Tests feed the
 same gradients to a reference and to a production optimizer and compare every parameter and state tensor.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _f64(x: Tensor) -> Tensor:
 
 
 class InnerReference:
-    """Section 2: the direction gt of each inner optimizer, computed literally."""
+    """docs/algorithms.md, section 3: the direction gt of each inner optimizer, computed literally."""
 
     DEFAULTS = {
         "sgd": {},
@@ -81,8 +81,8 @@ def _norm(x: Tensor) -> Tensor:
 
 
 class FunnelReference:
-    """Section 1, literally. `groups`: list of dicts with "params" (tensors, copied to float64) and any of the
-    hyperparameters below; `step(grads)` takes one list per group with a tensor or None per parameter."""
+    """docs/algorithms.md, section 2, literally. `groups`: list of dicts with "params" (tensors, copied to float64)
+    and any of the hyperparameters below; `step(grads)` takes one list per group with a tensor or None per parameter."""
 
     DEFAULTS = dict(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, inner="sgd", inner_kwargs=None,
                     gamma_p=1e-4, gamma_s=1e-3, beta=0.9, normalize_gains=True, normalize_scale=True,
@@ -171,8 +171,8 @@ class FunnelReference:
 
 
 class HypergradientReference:
-    """Section 3, literally: one rate alpha per group, h summed over the group before any parameter moves.
-    `base` is "sgd" (SGD-HD, SGDN-HD with momentum) or "adam" (Adam-HD)."""
+    """docs/algorithms.md, section 5, literally: one rate alpha per group, h summed over the group before any
+    parameter moves. `base` is "sgd" (SGD-HD, SGDN-HD with momentum) or "adam" (Adam-HD)."""
 
     DEFAULTS = dict(lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0, hypergrad_lr=1e-3,
                     multiplicative=False, min_lr=None, betas=(0.9, 0.999), eps=1e-8)
@@ -223,7 +223,7 @@ class HypergradientReference:
 
 
 class DirectionReference:
-    """w <- w - lr * inner(g + weight_decay * w): AdaGrad-EMA, Sadam, SAMSGrad."""
+    """docs/algorithms.md, section 4: w <- w - lr * inner(g + weight_decay * w): AdaGrad-EMA, Sadam, SAMSGrad."""
 
     def __init__(self, params: list[Tensor], inner: str, lr: float, weight_decay: float = 0.0, **inner_kwargs):
         self.params = [_f64(w) for w in params]

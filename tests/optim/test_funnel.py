@@ -1,4 +1,5 @@
-"""Funnel against the spec's golden values and against the paper-literal float64 reference."""
+"""Funnel against the golden values of docs/algorithms.md (section 2.9) and against the paper-literal float64
+reference."""
 from __future__ import annotations
 
 import itertools
@@ -26,7 +27,7 @@ INNER_KEYS = {
 
 
 # ------------------------------------------------------------------------------------------------ golden values
-GOLDEN = {  # spec section 1, from lingvo's egdd_test.py
+GOLDEN = {  # docs/algorithms.md, section 2.9, from lingvo's egdd_test.py
     False: dict(w=[0.5810, 1.2463], p=[0.9990, 1.0075], s=1.0007),
     True: dict(w=[0.5801, 1.2466], p=[0.9900, 1.0101], s=1.0007),
 }
