@@ -180,6 +180,27 @@ class StatefulOptimizer(Optimizer):
         foreach = group.get("foreach")
         return default_foreach(params) if foreach is None else bool(foreach)
 
+    def __setstate__(self, state: dict) -> None:
+        """After unpickling or `load_state_dict`: a group saved before a setting existed gets its default, as
+        torch.optim's own optimizers do."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                if key != "differentiable":  # torch's own __setstate__ adds it to the defaults, not to groups
+                    group.setdefault(key, value)
+
+    def _built(self, key, build):
+        """`build()`, made once per distinct `key` (a hashable description of what it builds) and reused: the
+        objects built from a group's settings (an inner optimizer, Funnel's settings record) are immutable, so the
+        same settings may share them. An unhashable key builds anew each time."""
+        try:
+            cache = self.__dict__.setdefault("_built_cache", {})
+            if key not in cache:
+                cache[key] = build()
+            return cache[key]
+        except TypeError:  # unhashable
+            return build()
+
     def load_state_dict(self, state_dict: dict) -> None:
         saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
         saved_state = state_dict["state"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import types
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -27,10 +28,44 @@ from ._base import (
     prepare_grads,
     state_dtype,
 )
-from .inner import BUILTIN_PRECONDITIONERS, Preconditioner, make_preconditioner
+from .inner import BUILTIN_PRECONDITIONERS, Preconditioner, inner_setting, make_preconditioner
 
 SCALE_GRANULARITIES = ("tensor", "global")
 EGU_VARIANTS = ("exact", "log")
+
+
+@dataclass(frozen=True)
+class FunnelSettings:
+    """What one step of a param group needs besides its tensors and its lr: the group's settings, with the inner
+    optimizer built. Frozen and hashable, so that the compiled path keeps one kernel per distinct record."""
+
+    inner: Preconditioner
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    gamma_p: float
+    gamma_s: float
+    beta: float
+    normalize_gains: bool
+    normalize_scale: bool
+    gain_range: tuple[float, float]
+    scale_range: tuple[float, float]
+    egu: str
+    maximize: bool
+
+    @property
+    def scale_kw(self) -> dict:
+        return dict(gamma_s=self.gamma_s, normalize_scale=self.normalize_scale, egu=self.egu,
+                    scale_range=self.scale_range)
+
+
+def _frozen(value):
+    """`value` as a hashable key: dicts and lists become sorted tuples."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 class Funnel(StatefulOptimizer):
@@ -59,7 +94,8 @@ class Funnel(StatefulOptimizer):
     nesterov                            apply mu * nu + lr * p * gt instead of nu (the paper: "can be done")
     weight_decay                        coupled L2, added to g before the inner optimizer
     inner                   D           "sgd", "adagrad", "adagrad_ema", "adam", "rmsprop", "sadam", a
-                                        Preconditioner, or a torch.optim.Optimizer class (probed, slower)
+                                        Preconditioner, or a torch.optim.Optimizer class (probed, slower);
+                                        a param group may name its own
     inner_kwargs                        the inner optimizer's own settings (eps, betas, ...)
     gamma_p                 gamma_p     gain learning rate (0 switches the gains off)
     gamma_s                 gamma_s     scale learning rate (0 switches the scale off)
@@ -75,6 +111,11 @@ class Funnel(StatefulOptimizer):
                                         elementwise pass per tensor (the fastest path; compiles on the first
                                         step; built-in inner optimizers and per-tensor scales only)
     ======================  ==========  =====================================================================
+
+    Every argument except ``params`` is a param-group setting, as in torch.optim: a group may override any of
+    them (its own ``inner`` and ``inner_kwargs`` included), and all of them are saved by ``state_dict``. A group
+    keeps a built-in inner optimizer as its name and a torch.optim class as its import path, so its checkpoint
+    loads with ``torch.load(weights_only=True)``; a custom Preconditioner object is kept (and pickled) as is.
 
     State per parameter: ``step`` (int), ``gain`` p, ``scale`` s (0-d; one shared tensor per group with
     ``scale_granularity="global"``), ``ema`` m, ``momentum_buffer`` nu, ``last_direction`` d (Nesterov only) and
@@ -94,15 +135,30 @@ class Funnel(StatefulOptimizer):
                  gain_range: tuple[float, float] = (0.0, 1e3), scale_range: tuple[float, float] = (0.0, 1e3),
                  scale_granularity: str = "tensor", egu: str = "exact", maximize: bool = False,
                  foreach: bool | None = None, fused: bool = False):
-        self.inner: Preconditioner = make_preconditioner(inner, inner_kwargs)
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                        gamma_p=gamma_p, gamma_s=gamma_s, beta=beta, normalize_gains=normalize_gains,
-                        normalize_scale=normalize_scale, gain_range=tuple(gain_range),
-                        scale_range=tuple(scale_range), scale_granularity=scale_granularity, egu=egu,
-                        maximize=maximize, foreach=foreach, fused=fused)
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, inner=inner,
+                        inner_kwargs=dict(inner_kwargs or {}), gamma_p=gamma_p, gamma_s=gamma_s, beta=beta,
+                        normalize_gains=normalize_gains, normalize_scale=normalize_scale,
+                        gain_range=tuple(gain_range), scale_range=tuple(scale_range),
+                        scale_granularity=scale_granularity, egu=egu, maximize=maximize, foreach=foreach,
+                        fused=fused)
         super().__init__(params, defaults)
 
+    def preconditioner(self, group: dict) -> Preconditioner:
+        """The inner optimizer of `group`, built from its ``inner`` and ``inner_kwargs``."""
+        inner, kwargs = group["inner"], group["inner_kwargs"]
+        return self._built(("inner", inner, _frozen(kwargs)), lambda: make_preconditioner(inner, kwargs))
+
+    def settings(self, group: dict) -> FunnelSettings:
+        """The settings record of `group` (everything its step needs except lr)."""
+        keys = [f for f in FunnelSettings.__dataclass_fields__ if f != "inner"]
+        values = tuple(_frozen(group[k]) for k in keys)
+        inner = self.preconditioner(group)
+        return self._built(("settings", inner, values), lambda: FunnelSettings(inner, **dict(zip(keys, values))))
+
     def _check_group(self, group):
+        group["gain_range"], group["scale_range"] = tuple(group["gain_range"]), tuple(group["scale_range"])
+        group["inner"], group["inner_kwargs"] = inner_setting(group["inner"], group["inner_kwargs"])
+        self.preconditioner(group)  # validates inner and inner_kwargs
         for name in ("lr", "weight_decay", "gamma_p", "gamma_s"):
             check_nonnegative(name, group[name])
         check_unit_interval("momentum", group["momentum"])
@@ -117,9 +173,9 @@ class Funnel(StatefulOptimizer):
             if group["scale_granularity"] != "tensor":
                 raise ValueError("Invalid fused=True with scale_granularity='global': the compiled update works one "
                                  "tensor at a time; use foreach=True for the global ablation")
-            if type(self.inner) not in BUILTIN_PRECONDITIONERS.values():
-                raise ValueError(f"Invalid fused=True with inner={self.inner!r}: only the built-in inner optimizers "
-                                 f"({', '.join(BUILTIN_PRECONDITIONERS)}) can be compiled")
+            if type(self.preconditioner(group)) not in BUILTIN_PRECONDITIONERS.values():
+                raise ValueError(f"Invalid fused=True with inner={group['inner']!r}: only the built-in inner "
+                                 f"optimizers ({', '.join(BUILTIN_PRECONDITIONERS)}) can be compiled")
 
     def _init_state(self, group, param, state):
         dtype = state_dtype(param)
@@ -130,7 +186,7 @@ class Funnel(StatefulOptimizer):
         state["momentum_buffer"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)
         if group["nesterov"]:
             state["last_direction"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)
-        state["inner"] = self.inner.init_state(param, dtype)
+        state["inner"] = self.preconditioner(group).init_state(param, dtype)
 
     def _new_scale(self, group, param, dtype) -> Tensor:
         if group["scale_granularity"] == "global":
@@ -157,22 +213,23 @@ class Funnel(StatefulOptimizer):
                         self.state[p]["scale"] = shared
 
     def _step_group(self, group, params, grads, states):
-        hyper = {k: group[k] for k in ("lr", "momentum", "nesterov", "weight_decay", "gamma_p", "gamma_s", "beta",
-                                       "normalize_gains", "normalize_scale", "gain_range", "scale_range",
-                                       "scale_granularity", "egu", "maximize")}
-        funnel(params, grads, states, inner=self.inner, foreach=self._use_foreach(group, params), fused=group["fused"],
-               **hyper)
+        funnel(params, grads, states, self.settings(group), group["lr"],
+               global_scale=group["scale_granularity"] == "global", foreach=self._use_foreach(group, params),
+               fused=group["fused"])
 
 
-def funnel(params: list[Tensor], grads: list[Tensor], states: list[dict], *, inner: Preconditioner,
-           foreach: bool, fused: bool = False, **hyper) -> None:
-    """Functional Funnel: one step over tensors that all have a gradient, with their (initialized) states."""
+def funnel(params: list[Tensor], grads: list[Tensor], states: list[dict], settings: FunnelSettings, lr, *,
+           global_scale: bool = False, foreach: bool = False, fused: bool = False) -> None:
+    """Functional Funnel: one step over tensors that all have a gradient, with their (initialized) states; with
+    `global_scale`, the tensors share one scale (every state holds the same 0-d tensor)."""
     if fused:
-        _fused_funnel(params, grads, states, inner=inner, **hyper)
+        if global_scale:
+            raise ValueError("the fused path keeps one scale per tensor; use foreach for a global scale")
+        _fused_funnel(params, grads, states, settings, lr)
     elif foreach:
-        _multi_tensor_funnel(params, grads, states, inner=inner, **hyper)
+        _multi_tensor_funnel(params, grads, states, settings, lr, global_scale)
     else:
-        _single_tensor_funnel(params, grads, states, inner=inner, **hyper)
+        _single_tensor_funnel(params, grads, states, settings, lr, global_scale)
 
 
 def _update_scale(s: Tensor, dots: Tensor, g_norms: Tensor | None, d_norms: Tensor | None, *, gamma_s: float,
@@ -216,34 +273,32 @@ def _gain_coefficient(gamma_p: float, beta: float, normalize_gains: bool, step):
 
 
 def _tensor_update(param: Tensor, grad: Tensor, gain: Tensor, ema: Tensor, nu: Tensor, last: Tensor | None,
-                   scale: Tensor, inner_state: dict, lr, step, *, inner: Preconditioner, update_scale: bool,
-                   momentum: float, nesterov: bool, weight_decay: float, gamma_p: float, gamma_s: float, beta: float,
-                   normalize_gains: bool, normalize_scale: bool, gain_range, scale_range, egu: str,
-                   maximize: bool) -> None:
+                   scale: Tensor, inner_state: dict, lr, step, *, settings: FunnelSettings, update_scale: bool) -> None:
     """Steps 1-6 of docs/algorithms.md, section 2.2, for one tensor, in place. The per-tensor path calls it with Python
     numbers for `lr` and `step` (the steps taken so far); the fused path calls its torch.compile'd form with 0-d
     tensors, so that a changing lr or step never triggers a recompilation. `last` is the stored direction (Nesterov
     only)."""
-    g = prepare_grad(param, grad, weight_decay, maximize)
-    d_prev = last if nesterov else nu
+    c = settings
+    g = prepare_grad(param, grad, c.weight_decay, c.maximize)
+    d_prev = last if c.nesterov else nu
     if update_scale:  # step 3; "global" granularity updates the group's scale before the per-tensor loop
-        norms = (torch.linalg.vector_norm(g), torch.linalg.vector_norm(d_prev)) if normalize_scale else (None, None)
-        _update_scale(scale, dot(g, d_prev), *norms, gamma_s=gamma_s, normalize_scale=normalize_scale, egu=egu,
-                      scale_range=scale_range)
+        norms = (torch.linalg.vector_norm(g), torch.linalg.vector_norm(d_prev)) if c.normalize_scale \
+            else (None, None)
+        _update_scale(scale, dot(g, d_prev), *norms, **c.scale_kw)
 
-    gt = inner.direction(param, g, inner_state, step + 1)  # step 1
+    gt = c.inner.direction(param, g, inner_state, step + 1)  # step 1
 
-    x = g.sign().mul_(ema.sign()) if normalize_gains else g * ema  # step 2, from the old EMA
-    x = x.mul_(_gain_coefficient(gamma_p, beta, normalize_gains, step))
-    if egu == "log":
+    x = g.sign().mul_(ema.sign()) if c.normalize_gains else g * ema  # step 2, from the old EMA
+    x = x.mul_(_gain_coefficient(c.gamma_p, c.beta, c.normalize_gains, step))
+    if c.egu == "log":
         x = x.mul_(gain)
-    gain.mul_(clipped_exp(x)).clamp_(*gain_range)
+    gain.mul_(clipped_exp(x)).clamp_(*c.gain_range)
 
-    ema.lerp_(gt, 1 - beta)  # step 4
+    ema.lerp_(gt, 1 - c.beta)  # step 4
     lr_gt = gt * lr if isinstance(lr, Tensor) else gt  # a tensor lr multiplies; a number goes in addcmul's value
     value = 1.0 if isinstance(lr, Tensor) else lr
-    nu.mul_(momentum).addcmul_(gain, lr_gt, value=value)  # step 5, with the new gains
-    d = last.copy_(nu).mul_(momentum).addcmul_(gain, lr_gt, value=value) if nesterov else nu
+    nu.mul_(c.momentum).addcmul_(gain, lr_gt, value=value)  # step 5, with the new gains
+    d = last.copy_(nu).mul_(c.momentum).addcmul_(gain, lr_gt, value=value) if c.nesterov else nu
     param.addcmul_(d, scale, value=-1)  # step 6, with the new scale
 
 
@@ -252,46 +307,37 @@ def _state_args(state: dict, nesterov: bool) -> tuple:
             state["scale"], state["inner"])
 
 
-def _single_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s,
-                          beta, normalize_gains, normalize_scale, gain_range, scale_range, scale_granularity, egu,
-                          maximize):
-    statics = dict(inner=inner, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, gamma_p=gamma_p,
-                   gamma_s=gamma_s, beta=beta, normalize_gains=normalize_gains, normalize_scale=normalize_scale,
-                   gain_range=gain_range, scale_range=scale_range, egu=egu, maximize=maximize)
-    if scale_granularity == "global":
-        prepared = prepare_grads(params, grads, weight_decay, maximize, foreach=False)
-        lasts = [_last_direction(st, nesterov) for st in states]
+def _single_tensor_funnel(params, grads, states, settings: FunnelSettings, lr, global_scale: bool):
+    c = settings
+    if global_scale:
+        prepared = prepare_grads(params, grads, c.weight_decay, c.maximize, foreach=False)
+        lasts = [_last_direction(st, c.nesterov) for st in states]
         norms = ([torch.linalg.vector_norm(g) for g in prepared], [torch.linalg.vector_norm(d) for d in lasts]) \
-            if normalize_scale else (None, None)
-        _update_global_scale(states[0]["scale"], [dot(g, d) for g, d in zip(prepared, lasts)], *norms,
-                             gamma_s=gamma_s, normalize_scale=normalize_scale, egu=egu, scale_range=scale_range)
+            if c.normalize_scale else (None, None)
+        _update_global_scale(states[0]["scale"], [dot(g, d) for g, d in zip(prepared, lasts)], *norms, **c.scale_kw)
     for param, grad, st in zip(params, grads, states):
-        _tensor_update(param, grad, *_state_args(st, nesterov), lr, st["step"],
-                       update_scale=scale_granularity == "tensor", **statics)
+        _tensor_update(param, grad, *_state_args(st, c.nesterov), lr, st["step"], settings=c,
+                       update_scale=not global_scale)
         st["step"] += 1
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_update(**statics):
-    """torch.compile of `_tensor_update` for one set of static options: per tensor, one reduction pass (the
-    scale's dot product and norms) and one fused elementwise pass, on 1-d views of any length (dynamic shapes).
+def _compiled_update(settings: FunnelSettings):
+    """torch.compile of `_tensor_update` for one settings record: per tensor, one reduction pass (the scale's dot
+    product and norms) and one fused elementwise pass, on 1-d views of any length (dynamic shapes).
 
-    Each set of options gets its own copy of the function, with the options as its keyword defaults: torch.compile
-    keeps one cache per code object, limited to 8 entries, which one process would exceed with a few Funnel
-    configurations (a sweep, a benchmark) and then fail under fullgraph=True. (A functools.partial would not do:
-    torch.compile traces every partial through one shared wrapper frame.)"""
+    Each record gets its own copy of the function, with the record as a keyword default: torch.compile keeps one
+    cache per code object, limited to 8 entries, which one process would exceed with a few Funnel configurations
+    (a sweep, a benchmark) and then fail under fullgraph=True. (A functools.partial would not do: torch.compile
+    traces every partial through one shared wrapper frame.)"""
     code = _tensor_update.__code__.replace(co_name=f"_tensor_update_{_compiled_update.cache_info().currsize}")
     update = types.FunctionType(code, _tensor_update.__globals__, code.co_name)
-    update.__kwdefaults__ = {"update_scale": True, **statics}
+    update.__kwdefaults__ = {"update_scale": True, "settings": settings}
     return torch.compile(update, dynamic=True, fullgraph=True)
 
 
-def _fused_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s, beta,
-                  normalize_gains, normalize_scale, gain_range, scale_range, scale_granularity, egu, maximize):
-    statics = dict(inner=inner, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, gamma_p=gamma_p,
-                   gamma_s=gamma_s, beta=beta, normalize_gains=normalize_gains, normalize_scale=normalize_scale,
-                   gain_range=tuple(gain_range), scale_range=tuple(scale_range), egu=egu, maximize=maximize)
-    kernel = _compiled_update(**statics)
+def _fused_funnel(params, grads, states, settings: FunnelSettings, lr):
+    kernel = _compiled_update(settings)
     scalars: dict[tuple, Tensor] = {}  # lr and step as 0-d tensors, made once per device/dtype/value (no host sync)
 
     def scalar(value, like: Tensor) -> Tensor:
@@ -301,22 +347,23 @@ def _fused_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weigh
         return scalars[key]
 
     for param, grad, st in zip(params, grads, states):
-        state_tensors = _state_args(st, nesterov)
+        state_tensors = _state_args(st, settings.nesterov)
         if param.is_contiguous() and grad.is_contiguous():
             flat = [t if t is None or t.dim() == 0 else t.view(-1) for t in state_tensors[:-2]]
             inner_flat = {k: v.view(-1) for k, v in st["inner"].items()}
             kernel(param.view(-1), grad.view(-1), *flat, st["scale"], inner_flat, scalar(float(lr), st["gain"]),
                    scalar(float(st["step"]), st["gain"]))
         else:  # a non-contiguous tensor has no flat view: the same update, uncompiled
-            _tensor_update(param, grad, *state_tensors, lr, st["step"], update_scale=True, **statics)
+            _tensor_update(param, grad, *state_tensors, lr, st["step"], settings=settings, update_scale=True)
         st["step"] += 1
 
 
-def _multi_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov, weight_decay, gamma_p, gamma_s,
-                         beta, normalize_gains, normalize_scale, gain_range, scale_range, scale_granularity, egu,
-                         maximize):
+def _multi_tensor_funnel(params, grads, states, settings: FunnelSettings, lr, global_scale: bool):
+    c = settings
+    momentum, nesterov, gamma_p, beta = c.momentum, c.nesterov, c.gamma_p, c.beta
+    normalize_gains, normalize_scale, gain_range, egu = c.normalize_gains, c.normalize_scale, c.gain_range, c.egu
     buckets = bucket_by_device_and_dtype(params)
-    grads = prepare_grads(params, grads, weight_decay, maximize, foreach=True)
+    grads = prepare_grads(params, grads, c.weight_decay, c.maximize, foreach=True)
 
     # Scale: per-tensor dot products and norms per bucket, then one vectorized update of all scales.
     lasts = [_last_direction(st, nesterov) for st in states]
@@ -330,16 +377,15 @@ def _multi_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov
             for i, gn, dn in zip(idx, torch._foreach_norm([grads[i] for i in idx]),
                                  torch._foreach_norm([lasts[i] for i in idx])):
                 g_norms[i], d_norms[i] = gn, dn
-    scale_kw = dict(gamma_s=gamma_s, normalize_scale=normalize_scale, egu=egu, scale_range=scale_range)
     scales = [st["scale"] for st in states]
-    if scale_granularity == "global":
-        _update_global_scale(scales[0], dots, g_norms, d_norms, **scale_kw)
+    if global_scale:
+        _update_global_scale(scales[0], dots, g_norms, d_norms, **c.scale_kw)
     else:
         for idx in buckets:
             s = torch.stack([scales[i] for i in idx])
             gn = torch.stack([g_norms[i] for i in idx]) if normalize_scale else None
             dn = torch.stack([d_norms[i] for i in idx]) if normalize_scale else None
-            _update_scale(s, torch.stack([dots[i] for i in idx]), gn, dn, **scale_kw)
+            _update_scale(s, torch.stack([dots[i] for i in idx]), gn, dn, **c.scale_kw)
             torch._foreach_copy_([scales[i] for i in idx], list(s))
 
     for idx in buckets:
@@ -349,7 +395,7 @@ def _multi_tensor_funnel(params, grads, states, *, inner, lr, momentum, nesterov
         steps = [st["step"] for st in st_]
         gains, ms, nus = [st["gain"] for st in st_], [st["ema"] for st in st_], [st["momentum_buffer"] for st in st_]
 
-        gts = inner.foreach_direction(p_, g_, [st["inner"] for st in st_], [t + 1 for t in steps])
+        gts = c.inner.foreach_direction(p_, g_, [st["inner"] for st in st_], [t + 1 for t in steps])
 
         # Gains. Fewer memory passes than the per-tensor path, same result up to rounding: exp(c * x) is
         # pow(e^c, x), and clamps are skipped where they provably cannot bind (the exponent of the sign rule is

@@ -9,6 +9,7 @@ The directions, formula by formula: docs/algorithms.md, section 3.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -284,14 +285,39 @@ BUILTIN_PRECONDITIONERS: dict[str, type[Preconditioner]] = {
 }
 
 
+def inner_setting(inner, inner_kwargs: dict | None = None) -> tuple:
+    """Funnel's `inner` and `inner_kwargs` as a param group keeps them: a built-in Preconditioner object becomes
+    its name and fields, a torch.optim class its import path "module:Name", so that a checkpoint holds only
+    strings and numbers (torch.load(weights_only=True)). Anything else is kept as given."""
+    kwargs = dict(inner_kwargs or {})
+    if type(inner) in BUILTIN_PRECONDITIONERS.values() and not kwargs:
+        return inner.name, {f.name: getattr(inner, f.name) for f in fields(inner)}
+    if isinstance(inner, type) and issubclass(inner, torch.optim.Optimizer):
+        return f"{inner.__module__}:{inner.__qualname__}", kwargs
+    return inner, kwargs
+
+
+def _torch_optimizer_class(path: str) -> type[torch.optim.Optimizer] | None:
+    """The torch.optim.Optimizer subclass at import path "module:Name", or None if `path` names none."""
+    module, _, name = path.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name) if name else None
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) and issubclass(found, torch.optim.Optimizer) else None
+
+
 def make_preconditioner(inner, inner_kwargs: dict | None = None) -> Preconditioner:
-    """Resolve Funnel's `inner` argument: a built-in name, a Preconditioner, or a torch.optim.Optimizer class."""
+    """Resolve Funnel's `inner` argument: a built-in name, a Preconditioner, or a torch.optim.Optimizer class (or
+    its import path "module:Name")."""
     kwargs = dict(inner_kwargs or {})
     if isinstance(inner, Preconditioner):
         if kwargs:
             raise ValueError("inner_kwargs is only for a named inner optimizer or a torch.optim class; "
                              "configure a Preconditioner object when constructing it")
         return inner
+    if isinstance(inner, str) and ":" in inner and _torch_optimizer_class(inner) is not None:
+        inner = _torch_optimizer_class(inner)
     if isinstance(inner, type) and issubclass(inner, torch.optim.Optimizer):
         return TorchOptimizerPreconditioner(inner, **kwargs)
     if isinstance(inner, str) and inner in BUILTIN_PRECONDITIONERS:
@@ -305,4 +331,4 @@ def make_preconditioner(inner, inner_kwargs: dict | None = None) -> Precondition
             kwargs["betas"] = tuple(kwargs["betas"])
         return cls(**kwargs)
     raise ValueError(f"Invalid inner: {inner!r} (valid: {', '.join(map(repr, BUILTIN_PRECONDITIONERS))}, "
-                     "a funnel.optim.Preconditioner, or a torch.optim.Optimizer class)")
+                     "a funnel.optim.Preconditioner, or a torch.optim.Optimizer class or its path 'module:Name')")

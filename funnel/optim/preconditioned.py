@@ -23,7 +23,9 @@ class PreconditionedOptimizer(StatefulOptimizer):
     preconditioner_keys: ClassVar[tuple[str, ...]] = ()
 
     def _preconditioner(self, group: dict) -> Preconditioner:
-        return self.preconditioner_class(**{k: group[k] for k in self.preconditioner_keys})
+        values = tuple(group[k] for k in self.preconditioner_keys)
+        return self._built((self.preconditioner_class, values),
+                           lambda: self.preconditioner_class(**dict(zip(self.preconditioner_keys, values))))
 
     def _check_group(self, group):
         check_nonnegative("lr", group["lr"])

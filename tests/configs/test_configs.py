@@ -62,7 +62,8 @@ def test_optimizer_config_matches_the_registry(name):
     assert type(opt) is made_by if inspect.isclass(made_by) else callable(opt.step) and opt.param_groups
     for key, value in spec.defaults.items():
         if key == "inner":
-            assert isinstance(opt.inner, Preconditioner) and opt.inner.name == value
+            inner = opt.preconditioner(opt.param_groups[0])
+            assert isinstance(inner, Preconditioner) and inner.name == value
         else:
             assert opt.defaults[key] == value
 

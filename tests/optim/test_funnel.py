@@ -73,7 +73,7 @@ def run_against_reference(hyper: dict, group1: dict, steps: int = 50, foreach: b
     groups = make_groups()
     ref = FunnelReference([{"params": groups[0]}, {"params": groups[1], **group1}], **hyper)
     opt = Funnel([{"params": groups[0]}, {"params": groups[1], **group1}], foreach=foreach, **hyper)
-    inner = hyper.get("inner", "sgd")
+    inners = [hyper.get("inner", "sgd"), group1.get("inner", hyper.get("inner", "sgd"))]
     for k, grads in enumerate(gradient_stream(groups, steps)):
         set_grads(groups, grads)
         opt.step()
@@ -93,7 +93,7 @@ def run_against_reference(hyper: dict, group1: dict, steps: int = 50, foreach: b
                 assert_close(st["momentum_buffer"], rst["nu"], **TOL, msg=f"{where}: momentum_buffer")
                 if hyper.get("nesterov"):
                     assert_close(st["last_direction"], rst["d"], **TOL, msg=f"{where}: last_direction")
-                for rkey, key in INNER_KEYS[inner].items():
+                for rkey, key in INNER_KEYS[inners[gi]].items():
                     assert_close(st["inner"][key], rst["inner"][rkey], **TOL, msg=f"{where}: inner {key}")
     return opt, ref
 
@@ -140,6 +140,25 @@ EXTRA = {
 def test_matches_reference_variants(name, foreach):
     hyper = {"lr": 0.05, "gamma_p": 2e-2, "gamma_s": 2e-2, **EXTRA[name]}
     run_against_reference(hyper, dict(lr=hyper["lr"] / 2), foreach=foreach)
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["single", "foreach"])
+def test_a_group_may_use_its_own_inner_optimizer(foreach):
+    """Every setting is a group setting, the inner optimizer's too: group 1 runs Adam with its own betas under a
+    Funnel whose default is SGD, step for step against the reference given the same groups."""
+    opt, _ = run_against_reference(dict(lr=0.05, gamma_p=2e-2, gamma_s=2e-2, momentum=0.9),
+                                   dict(lr=0.01, inner="adam", inner_kwargs=dict(betas=(0.8, 0.99))), foreach=foreach)
+    assert [g["inner"] for g in opt.param_groups] == ["sgd", "adam"]
+    assert [type(opt.preconditioner(g)).__name__ for g in opt.param_groups] == ["SGDPreconditioner",
+                                                                                  "AdamPreconditioner"]
+
+
+def test_a_group_setting_that_a_path_cannot_run_is_refused_at_construction():
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="Invalid fused=True with inner='torch.optim.adam:Adam'"):
+        Funnel([{"params": [a]}, {"params": [b], "inner": torch.optim.Adam}], lr=0.1, fused=True)
+    with pytest.raises(ValueError, match="Invalid inner_kwargs for inner='adam'"):
+        Funnel([{"params": [a]}, {"params": [b], "inner": "adam", "inner_kwargs": {"alpha": 0.9}}], lr=0.1)
 
 
 def test_gains_only_and_scale_only_switch_components_off():

@@ -35,10 +35,11 @@ def assert_state_equal(a, b, where=""):
         assert a == b, where
 
 
-def check_lockstep(make, dtype=torch.float32, steps=20, peer=False):
+def check_lockstep(make, dtype=torch.float32, steps=20, peer=False, edit=None, make_restored=None):
     """`peer`: the optional packages' optimizers get what they support: one learning rate for all groups (Prodigy
     refuses different ones), a gradient for every parameter (DoG and D-Adaptation need one), train mode first
-    and a checkpoint at the averaged point (Schedule-Free)."""
+    and a checkpoint at the averaged point (Schedule-Free). `edit` changes the saved state_dict before it is loaded
+    into `make_restored` (default `make`), whose group settings the checkpoint's then replace."""
     params = make_groups(dtype)
     stream = list(gradient_stream(params, 2 * steps, every_param=peer))
     groups = lambda ps: [{"params": ps[0]}, {"params": ps[1]}] if peer else \
@@ -53,8 +54,10 @@ def check_lockstep(make, dtype=torch.float32, steps=20, peer=False):
     if averaged:  # Schedule-Free saves at its averaged point and resumes from there, as the runner does
         opt.eval()
     saved = roundtrip(opt.state_dict())
+    if edit:
+        edit(saved)
     restored_params = clone_groups(params)
-    restored = make(groups(restored_params))
+    restored = (make_restored or make)(groups(restored_params))
     restored.load_state_dict(saved)
     if averaged:
         opt.train()
@@ -92,6 +95,34 @@ def test_lockstep_funnel_variants(kw):
         for group in restored.param_groups:
             scales = {id(restored.state[p]["scale"]) for p in group["params"] if restored.state.get(p)}
             assert len(scales) == 1, "the group's global scale is no longer one shared tensor after loading"
+
+
+def test_a_groups_own_inner_optimizer_is_saved_and_restored():
+    """Group 1 runs Adam under a Funnel whose default is SGD. The checkpoint (loaded with weights_only=True) holds
+    that as the group's setting: an optimizer built all-SGD takes it back from the checkpoint and steps on
+    bit-identically, Adam's state included."""
+    def make(groups):
+        groups[1].update(inner="adam", inner_kwargs={"betas": (0.8, 0.99)})
+        return Funnel(groups, lr=0.05, gamma_p=1e-2, gamma_s=1e-2, momentum=0.9)
+
+    opt, restored = check_lockstep(make, make_restored=lambda groups: Funnel(groups, lr=0.05, momentum=0.9))
+    assert [g["inner"] for g in restored.param_groups] == ["sgd", "adam"]
+    assert restored.param_groups[1]["inner_kwargs"] == {"betas": (0.8, 0.99)}
+    adam_state = [restored.state[p]["inner"] for p in restored.param_groups[1]["params"] if restored.state.get(p)]
+    assert adam_state and all(set(st) == {"exp_avg", "exp_avg_sq"} for st in adam_state)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default():
+    """A state_dict whose groups lack settings added later (here inner, inner_kwargs and egu) loads: each missing
+    setting takes the optimizer's default, and training continues exactly as with a current checkpoint."""
+    def drop(saved):
+        for group in saved["param_groups"]:
+            for key in ("inner", "inner_kwargs", "egu"):
+                del group[key]
+
+    make = lambda groups: Funnel(groups, lr=0.05, gamma_p=1e-2, gamma_s=1e-2, inner="adagrad", egu="exact")
+    opt, restored = check_lockstep(make, edit=drop)
+    assert all(g["inner"] == "adagrad" and g["egu"] == "exact" for g in restored.param_groups)
 
 
 def float_state_dtypes(opt) -> set[torch.dtype]:
