@@ -50,9 +50,12 @@ def compose_config(overrides: list[str], hydra: bool = False):
         return compose("config", overrides=overrides, return_hydra_config=hydra)
 
 
-def run_cli(args: list[str], env: dict | None = None, torchrun: int = 0, timeout: int = 300):
-    """`python run.py <args>` (or under torchrun with that many processes) from the repository root."""
+def run_cli(args: list[str], env: dict | None = None, torchrun: int = 0, timeout: int = 300,
+            kill_after_step: int | None = None):
+    """`python run.py <args>` (or under torchrun with that many processes) from the repository root; with
+    `kill_after_step`, SIGKILLed right after that step, as a crash would (tests/killed_run.py)."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"] \
         if torchrun else [sys.executable]
-    return subprocess.run([*launcher, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    script = ["-m", "tests.killed_run", str(kill_after_step)] if kill_after_step is not None else ["run.py"]
+    return subprocess.run([*launcher, *script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", **(env or {})})

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
+
+from funnel.optim.registry import REGISTRY
 
 LAST = "checkpoints/last.pt"
 
@@ -42,3 +45,12 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
+    """A registry optimizer whose state does not survive a checkpoint is never resumed: it would silently train on
+    from a different state than an uninterrupted run."""
+    spec = REGISTRY.get(optimizer_cfg.get("name") or "")
+    if spec is not None and spec.cannot_resume:
+        raise ValueError(f"{ckpt_path} is a checkpoint of optimizer {spec.name!r}, which cannot be resumed: "
+                         f"{spec.cannot_resume}. Delete {ckpt_path} to train the run again from the start.")

@@ -1,6 +1,7 @@
 """DDP from the environment that torchrun (or SLURM through submitit) sets, and a clean exit for its workers."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -74,3 +75,23 @@ def exit_cleanly(code: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def state_digest(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str:
+    """sha256 of every parameter and optimizer-state tensor: equal on all DDP ranks when they are in sync."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+
+    def visit(value):
+        if isinstance(value, torch.Tensor):
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                visit(value[k])
+        else:
+            h.update(repr(value).encode())
+
+    for p in model.parameters():
+        visit(optimizer.state.get(p, {}))
+    return h.hexdigest()

@@ -12,7 +12,8 @@ from funnel.data.base import TensorSet
 from funnel.optim import REGISTRY, build_optimizer
 from funnel.optim.registry import PEER
 from funnel.train import checkpoint, distributed
-from funnel.train.loop import evaluate, recompute_batchnorm, train
+from funnel.train.evaluation import evaluate, recompute_batchnorm
+from funnel.train.loop import train
 from tests.helpers import QUIET, compose_config
 
 PEERS = [name for name, spec in REGISTRY.items() if spec.description.startswith(PEER)]
@@ -58,11 +59,11 @@ def test_the_reason_a_peer_cannot_resume_still_holds(name):
 
     def run(split=None):
         w = torch.zeros(5, requires_grad=True)
-        opt = build_optimizer(name, [w])
+        opt = build_optimizer([w], name)
         for k in range(8):
             if k == split:
                 saved, w = opt.state_dict(), w.detach().clone().requires_grad_()
-                opt = build_optimizer(name, [w])
+                opt = build_optimizer([w], name)
                 opt.load_state_dict(saved)
             loss = ((x @ w - y) ** 2).mean()
             opt.zero_grad()
@@ -87,7 +88,7 @@ def test_schedule_free_is_evaluated_and_saved_at_its_averaged_point(fake_data, t
     assert saved["optimizer"]["param_groups"][0]["train_mode"] is False  # saved after optimizer.eval()
     from hydra.utils import instantiate
 
-    from funnel.train.loop import build_model
+    from funnel.train.build import build_model
     data = instantiate(cfg.dataset)
     model = build_model(cfg.model, data)
     model.load_state_dict(saved["model"])
@@ -115,6 +116,6 @@ def test_batchnorm_statistics_are_recomputed_exactly():
 def test_a_missing_peer_package_names_the_extra(monkeypatch, fake_data, tmp_path):
     monkeypatch.setitem(sys.modules, "prodigyopt", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install -e '\.\[peers\]'"):
-        build_optimizer("prodigy", [torch.zeros(2, requires_grad=True)])
+        build_optimizer([torch.zeros(2, requires_grad=True)], "prodigy")
     with pytest.raises(ImportError, match="needs the package 'prodigyopt'"):
         train(quick(fake_data, "optimizer=prodigy"), tmp_path)

@@ -63,7 +63,7 @@ def test_two_ddp_processes_match_one(fake_data, tmp_path):
 def test_killed_run_resumes_bit_identical(fake_data, tmp_path):
     args = common(fake_data, tmp_path / "run") + ["trainer.checkpoint_every=10"]
     check(run_cli(common(fake_data, tmp_path / "straight") + ["trainer.checkpoint_every=10"]))
-    killed = run_cli(args, env={"FUNNEL_KILL_AT_STEP": "15"})
+    killed = run_cli(args, kill_after_step=15)
     assert killed.returncode == -9, "the run was not killed"
     assert checkpoint.load(tmp_path / "run" / checkpoint.LAST)["step"] == 10
     assert not (tmp_path / "run" / "summary.json").exists()

@@ -1,0 +1,67 @@
+"""What a run is built from: Hydra's instantiate with errors a user can act on, the model checked against its
+data, the parameter dtype, and the seeds."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from funnel.data.base import TaskData
+
+
+def instantiate(cfg, **kwargs):
+    """hydra's instantiate, re-raising the errors a user can act on (a bad value, missing files or packages) as they are
+    instead of wrapped in Hydra's InstantiationException."""
+    try:
+        return hydra_instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ValueError, FileNotFoundError, ImportError)):
+            raise err.__cause__ from None
+        raise
+
+
+def build_model(model_cfg: DictConfig, data: TaskData) -> torch.nn.Module:
+    """The configured model for `data`'s inputs and classes, with a clear error when the two do not fit."""
+    from_data = {"num_classes": data.num_classes, "input_shape": list(data.input_shape)}
+    for key, value in from_data.items():
+        given = model_cfg.get(key)
+        given = OmegaConf.to_object(given) if OmegaConf.is_config(given) else given
+        if given is not None and given != value:
+            raise ValueError(f"model.{key}={given} but dataset {data.name} gives {value}: remove the override")
+    model = instantiate(model_cfg, num_classes=data.num_classes, input_shape=data.input_shape)
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *data.input_shape))
+    except Exception as err:
+        raise ValueError(f"model {model_cfg._target_} cannot take dataset {data.name}'s inputs of shape "
+                         f"{data.input_shape}: {err}") from err
+    if tuple(out.shape) != (2, data.num_classes):
+        raise ValueError(f"model {model_cfg._target_} gives outputs of shape {tuple(out.shape[1:])} for dataset "
+                         f"{data.name}, which has {data.num_classes} classes")
+    return model.train()
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def parameter_dtype(name: str) -> torch.dtype:
+    """`trainer.dtype`: the dtype of the model's parameters, its inputs and so of the optimizer state."""
+    if name not in DTYPES:
+        raise ValueError(f"trainer.dtype={name!r} is not one of {sorted(DTYPES)} (for bf16, set trainer.bf16=true)")
+    return DTYPES[name]
+
+
+def loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Logits are upcast to at least fp32 for the loss (bf16 autocast gives bf16 logits); fp64 stays fp64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
