@@ -3,7 +3,7 @@ torch.optim.Adam(foreach) on the real parameter sets of MobileNetV1 (CIFAR) and 
 bytes per parameter. Candidates are timed in interleaved rounds, in groups that each contain the torch baselines
 (all of them at once would not fit in memory for ResNet-50); a ratio compares medians measured in the same group.
 
-    python scripts/bench_optim.py [--models mobilenet_v1 resnet50] [--devices cpu cuda] [--rounds 7]
+    python -m scripts.bench_optim [--models mobilenet_v1 resnet50] [--devices cpu cuda] [--rounds 7]
 """
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from experiments.provenance import cpu_name  # noqa: E402
-from funnel.models import mobilenet_v1, resnet50  # noqa: E402
-from funnel.optim import REGISTRY, Funnel, build_optimizer  # noqa: E402
-from funnel.optim.registry import takes_loss  # noqa: E402
-from funnel.train.loop import has_eval_mode  # noqa: E402
+from experiments.provenance import cpu_name
+from funnel.models import mobilenet_v1, resnet50
+from funnel.optim import REGISTRY, Funnel, build_optimizer
+from funnel.optim.registry import takes_loss
+from funnel.train.evaluation import has_eval_mode
 
 MODELS = {"mobilenet_v1": lambda: mobilenet_v1((3, 32, 32), 10), "resnet50": lambda: resnet50((3, 224, 224), 1000)}
 BASELINES = {
@@ -61,12 +60,12 @@ def candidates() -> dict:
     out = {}
     for name, spec in REGISTRY.items():
         if "foreach" in spec.signature().parameters:
-            out[f"{name} (foreach)"] = lambda ps, name=name: build_optimizer(name, ps, foreach=True)
+            out[f"{name} (foreach)"] = lambda ps, name=name: build_optimizer(ps, name, foreach=True)
         else:
-            out[f"{name} (as shipped)"] = lambda ps, name=name: build_optimizer(name, ps)
+            out[f"{name} (as shipped)"] = lambda ps, name=name: build_optimizer(ps, name)
         if spec.cls is Funnel:
-            out[f"{name} (fused)"] = lambda ps, name=name: build_optimizer(name, ps, fused=True)
-    out["funnel_momentum (per-tensor)"] = lambda ps: build_optimizer("funnel_momentum", ps, foreach=False)
+            out[f"{name} (fused)"] = lambda ps, name=name: build_optimizer(ps, name, fused=True)
+    out["funnel_momentum (per-tensor)"] = lambda ps: build_optimizer(ps, "funnel_momentum", foreach=False)
     return out
 
 
@@ -146,7 +145,7 @@ def write(results: dict, args, devices) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Optimizer step cost", "",
-             f"`python scripts/bench_optim.py {' '.join(sys.argv[1:])}` on {datetime.date.today()}: "
+             f"`python -m scripts.bench_optim {' '.join(sys.argv[1:])}` on {datetime.date.today()}: "
              f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}"
              + (f", {torch.cuda.get_device_name(0)}" if any(d.type == 'cuda' for d in devices) else "") + ".",
              f"Median of {args.rounds} interleaved steps after 2 warm-up steps; a ratio divides by the baseline timed "

@@ -3,7 +3,7 @@ optimizer, so that the runner's own overhead (data, logging, optimizer stats, re
 every 50 steps (train loss, lr, scales and gain quantiles to metrics.jsonl); neither side evaluates. Rounds of the
 two alternate in one process; the first 50 steps of every round are warm-up.
 
-    python scripts/bench_train.py [--workloads logreg small_cnn mobilenet_v1] [--rounds 4]
+    python -m scripts.bench_train [--workloads logreg small_cnn mobilenet_v1] [--rounds 4]
 """
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from experiments.provenance import cpu_name  # noqa: E402
-from funnel.data.base import epoch_batches  # noqa: E402
-from funnel.data.sources import DEBIAN_FASHION_MNIST  # noqa: E402
-from funnel.train import resolvers  # noqa: E402
-from funnel.train.loop import build_model, instantiate, train  # noqa: E402
+from experiments.provenance import cpu_name
+from funnel.data.base import epoch_batches
+from funnel.data.sources import DEBIAN_FASHION_MNIST
+from funnel.train import resolvers
+from funnel.train.build import build_model, instantiate
+from funnel.train.loop import train
 
+ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 50  # steps per logged window (the runner logs every 50 steps)
 
 
@@ -146,7 +146,7 @@ def write(results: dict, args) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Training-step throughput: the runner against a bare loop", "",
-             f"`python scripts/bench_train.py {' '.join(sys.argv[1:])}` on {datetime.date.today()}: {cpu_name()} "
+             f"`python -m scripts.bench_train {' '.join(sys.argv[1:])}` on {datetime.date.today()}: {cpu_name()} "
              f"({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}, CPU only.",
              f"{args.rounds} rounds per side, alternating in ABBA order; medians over {WINDOW}-step windows after the "
              "first window of each round. The runner logs every 50 steps (loss, lr, per-layer scale and gain "

@@ -39,7 +39,7 @@ def config_text(name: str) -> str:
     # _convert_: plain lists and dicts, never OmegaConf containers, end up in param groups and checkpoints
     lines = [f"# {spec.description}  (funnel.optim.REGISTRY['{name}'])"]
     if isinstance(spec.cls, str):  # an optional package: built through the registry, which names the missing extra
-        lines += ["# needs: pip install -e '.[peers]'", "_target_: funnel.optim.make_optimizer", "_partial_: true",
+        lines += ["# needs: pip install -e '.[peers]'", "_target_: funnel.optim.build_optimizer", "_partial_: true",
                   "_convert_: all", f"name: {name}"]
     else:
         package = "torch.optim" if cls.__module__.startswith("torch.optim") else "funnel.optim"

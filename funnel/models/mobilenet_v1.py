@@ -1,5 +1,3 @@
-import os
-
 from torch import nn
 
 VARIANTS = ("cifar", "imagenet")
@@ -15,7 +13,6 @@ def mobilenet_v1(input_shape: tuple[int, int, int], num_classes: int, variant: s
     if variant == "imagenet" and min(h, w) < 64:
         raise ValueError(f"mobilenet_v1 variant 'imagenet' downsamples by 32 and needs images of at least 64x64; "
                          f"the dataset gives {h}x{w}: use model.variant=cifar")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub (no pretrained weights are used)
     import timm
 
     name = {1.0: "mobilenetv1_100", 0.75: "mobilenetv1_075", 1.25: "mobilenetv1_125"}.get(width)

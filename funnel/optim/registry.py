@@ -1,6 +1,6 @@
 """Every optimizer name the project knows: class, one-line description and registry defaults.
 
-Configs, tests and docs enumerate `REGISTRY`; `build_optimizer(name, params, **overrides)` constructs one. The peers
+Configs, tests and docs enumerate `REGISTRY`; `build_optimizer(params, name, **overrides)` constructs one. The peers
 that a user would pick instead of Funnel (Schedule-Free, Prodigy, D-Adaptation, DoG) come from optional packages:
 they are registered by import path and imported only when built (`pip install -e '.[peers]'`).
 """
@@ -134,12 +134,8 @@ def get_optimizer_spec(name: str) -> OptimizerSpec:
         raise ValueError(f"Unknown optimizer {name!r}; valid names: {', '.join(REGISTRY)}") from None
 
 
-def build_optimizer(name: str, params, **overrides) -> torch.optim.Optimizer:
-    """`REGISTRY[name]` built over `params`, its defaults updated by `overrides`."""
+def build_optimizer(params, name: str, **overrides) -> torch.optim.Optimizer:
+    """`REGISTRY[name]` built over `params`, its defaults updated by `overrides`. Parameters first, as for any
+    torch optimizer: it is also the target of the configs of the optional peers (Hydra's partial completes it with
+    the parameters), so that a missing package gets the message that names it."""
     return get_optimizer_spec(name).build(params, **overrides)
-
-
-def make_optimizer(params, name: str, **overrides) -> torch.optim.Optimizer:
-    """`build_optimizer` with the parameters first: the target of the configs of optional optimizers
-    (Hydra's partial completes it with the parameters), so a missing package gets the message above."""
-    return build_optimizer(name, params, **overrides)

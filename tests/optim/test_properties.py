@@ -36,7 +36,7 @@ def test_loss_decreases_with_registry_defaults(name, problem):
     than rounding noise; a sign error or a blow-up fails. Some defaults are slow here by design (AdaGrad-EMA's
     lr 1e-3 is the paper's ImageNet value), so the bar is a real decrease, not a fast one."""
     params, loss_fn = problem()
-    opt = build_optimizer(name, params)
+    opt = build_optimizer(params, name)
     initial = loss_fn().item()
     train(opt, loss_fn, 200)
     final = loss_fn().item()
@@ -49,7 +49,7 @@ def test_loss_decreases_with_registry_defaults(name, problem):
 def test_gains_and_scales_stay_finite_and_in_range_with_huge_gammas(name, normalize, egu):
     params, loss_fn = logistic_regression()
     gain_range, scale_range = (1e-3, 50.0), (1e-2, 20.0)
-    opt = build_optimizer(name, params, gamma_p=1e6, gamma_s=1e6, normalize_gains=normalize,
+    opt = build_optimizer(params, name, gamma_p=1e6, gamma_s=1e6, normalize_gains=normalize,
                           normalize_scale=normalize, egu=egu, gain_range=gain_range, scale_range=scale_range)
     for _ in range(30):
         train(opt, loss_fn, 1)
@@ -150,7 +150,7 @@ OURS = [name for name, spec in REGISTRY.items()
 def test_step_never_reads_tensor_values_on_the_host(name, foreach, monkeypatch):
     """No .item(), float(), bool() or .tolist() of a tensor inside step(): on a GPU each would be a host sync."""
     params, loss_fn = logistic_regression()
-    opt = build_optimizer(name, params, foreach=foreach)
+    opt = build_optimizer(params, name, foreach=foreach)
     train(opt, loss_fn, 2)  # lazy state init happens outside the patched region too
 
     def forbidden(*args, **kwargs):

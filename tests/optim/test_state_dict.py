@@ -81,7 +81,7 @@ def check_lockstep(make, dtype=torch.float32, steps=20, peer=False, edit=None, m
 def test_lockstep_every_registered_optimizer(name):
     """Every optimizer whose state survives a state_dict round trip (the registry names those that do not, and
     tests/train/test_peers.py checks that they still do not)."""
-    check_lockstep(lambda groups: build_optimizer(name, groups), peer=REGISTRY[name].description.startswith(PEER))
+    check_lockstep(lambda groups: build_optimizer(groups, name), peer=REGISTRY[name].description.startswith(PEER))
 
 
 @pytest.mark.parametrize("kw", [dict(scale_granularity="global", momentum=0.9),

@@ -111,10 +111,10 @@ def test_registry_entries_build(name):
 
 
 def test_build_optimizer_applies_overrides():
-    opt = build_optimizer("funnel_momentum", [torch.zeros(2, requires_grad=True)], lr=0.3, gamma_s=0.0)
+    opt = build_optimizer([torch.zeros(2, requires_grad=True)], "funnel_momentum", lr=0.3, gamma_s=0.0)
     assert opt.defaults["lr"] == 0.3 and opt.defaults["gamma_s"] == 0.0 and opt.defaults["momentum"] == 0.9
 
 
 def test_unknown_optimizer_lists_valid_names():
     with pytest.raises(ValueError, match="valid names: .*funnel_momentum"):
-        build_optimizer("funel_momentum", [torch.zeros(2, requires_grad=True)])
+        build_optimizer([torch.zeros(2, requires_grad=True)], "funel_momentum")
