@@ -51,10 +51,10 @@ def test_every_option_composes_and_resolves(group):
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_optimizer_config_matches_the_registry(name):
-    from scripts.make_optimizer_configs import config_text
+    from funnel.train.optimizer_configs import config_text
 
     path = CONFIG_DIR / "optimizer" / f"{name}.yaml"
-    assert path.read_text() == config_text(name), "stale: run python -m scripts.make_optimizer_configs"
+    assert path.read_text() == config_text(name), "stale: run python -m funnel.train.optimizer_configs"
     spec = REGISTRY[name]
     cfg = compose_config([f"optimizer={name}"])
     opt = instantiate(cfg.optimizer)([torch.zeros(3, requires_grad=True)])

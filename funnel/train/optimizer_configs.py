@@ -2,7 +2,8 @@
 
 Each config exposes every hyperparameter of the class (the registry's defaults over the class's), so that a sweep
 can override any of them: `python run.py -m optimizer=funnel_momentum optimizer.gamma_p=1e-5,1e-4,1e-3`.
-Run it after changing the registry; tests/configs checks that the configs match the registry.
+Run it after changing the registry (`python -m funnel.train.optimizer_configs`); tests/configs checks that the
+configs match the registry.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from funnel.optim import REGISTRY
 
 SKIP = {"params", "maximize", "capturable", "differentiable", "decoupled_weight_decay", "fsdp_in_use", "log_every"}
-OUT = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
+OUT = Path(__file__).resolve().parents[2] / "configs" / "optimizer"
 
 
 def yaml_value(value) -> str:
