@@ -51,11 +51,23 @@ def compose_config(overrides: list[str], hydra: bool = False):
 
 
 def run_cli(args: list[str], env: dict | None = None, torchrun: int = 0, timeout: int = 300,
-            kill_after_step: int | None = None):
+            fault: tuple[str, int] | None = None):
     """`python run.py <args>` (or under torchrun with that many processes) from the repository root; with
-    `kill_after_step`, SIGKILLed right after that step, as a crash would (tests/killed_run.py)."""
+    `fault=(kind, step)`, a fault right after that step (tests/faulty_run.py: "kill" or "stall")."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"] \
         if torchrun else [sys.executable]
-    script = ["-m", "tests.killed_run", str(kill_after_step)] if kill_after_step is not None else ["run.py"]
+    script = ["-m", "tests.faulty_run", fault[0], str(fault[1])] if fault else ["run.py"]
     return subprocess.run([*launcher, *script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+class Crash(Exception):
+    """Raised by `crash_after` to stop a run in the middle, as a crash would (its last checkpoint stays on disk)."""
+
+
+def crash_after(step: int):
+    """An `after_step` hook for `train` that stops the run right after `step` (and its checkpoint, if one is due)."""
+    def hook(run):
+        if run.step == step:
+            raise Crash(f"stopped after step {step}")
+    return hook

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from funnel.optim.registry import REGISTRY
 
@@ -54,3 +54,40 @@ def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
     if spec is not None and spec.cannot_resume:
         raise ValueError(f"{ckpt_path} is a checkpoint of optimizer {spec.name!r}, which cannot be resumed: "
                          f"{spec.cannot_resume}. Delete {ckpt_path} to train the run again from the start.")
+
+
+# Settings that change what is logged, evaluated or shown, never what is trained: a resume may change them (and the
+# run's summary records that it did). Any other difference refuses to resume.
+RESUMABLE_CHANGES = ("trainer.log_every", "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every",
+                     "trainer.progress_bar", "trainer.num_workers", "trainer.eval_batch_size",
+                     "trainer.histogram_every", "trainer.objective", "trainer.resume", "trainer.ddp_timeout_s",
+                     "logger.", "label")
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def config_changes(saved_yaml: str, cfg: DictConfig) -> dict[str, tuple]:
+    """{key: (saved value, new value)} for every key where the checkpoint's config and `cfg` differ (interpolations
+    compared as written)."""
+    old = _flat(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
+    new = _flat(OmegaConf.to_container(cfg, resolve=False))
+    absent = "<absent>"
+    return {k: (old.get(k, absent), new.get(k, absent)) for k in sorted(set(old) | set(new))
+            if old.get(k, absent) != new.get(k, absent)}
+
+
+def check_resume_config(saved_yaml: str, cfg: DictConfig, ckpt_path: Path) -> dict[str, tuple]:
+    """The differences a resume may carry (returned, to be recorded); a ValueError listing any other, which would
+    silently train one run under two configs."""
+    changes = config_changes(saved_yaml, cfg)
+    refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE_CHANGES)}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ValueError(f"{ckpt_path} was written under another config ({listed}). Resume with the command that "
+                         "started the run, or start a new run: another run directory (hydra.run.dir=...) or "
+                         "trainer.resume=false, which trains this one again from the start.")
+    return changes

@@ -1,6 +1,7 @@
 """DDP from the environment that torchrun (or SLURM through submitit) sets, and a clean exit for its workers."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import sys
@@ -38,9 +39,10 @@ def _export_slurm_environment() -> None:
     submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def setup(device: str = "auto") -> Distributed:
+def setup(device: str = "auto", timeout_s: float = 600) -> Distributed:
     """Join the process group if this is one of several ranks (once per process: re-initialising hangs), and
-    pick this rank's device ("auto": its GPU when there is one, else the CPU)."""
+    pick this rank's device ("auto": its GPU when there is one, else the CPU). A collective that waits more than
+    `timeout_s` (a rank died or hangs) raises instead of blocking the others for torch's default of 30 minutes."""
     _export_slurm_environment()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -51,7 +53,8 @@ def setup(device: str = "auto") -> Distributed:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
         if device.type == "cpu":  # share the cores between the ranks of this node
             local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))

@@ -25,6 +25,7 @@ from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
 from funnel.train.plan import Plan, batch_stream
 from funnel.train.records import GainTrajectories, MetricsLog, git_state, write_json
 from funnel.train.schedules import Constant
+from funnel.train.settings import TrainerSettings
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]
 
@@ -55,6 +56,8 @@ class Run:
     best: dict = field(default_factory=dict)
     last_eval: dict = field(default_factory=dict)
     resumed: bool = False
+    resumes: list = field(default_factory=list)  # each resume: its step and the settings it changed
+    first_loss: float | None = None  # the first logged train loss: the scale of trainer.diverge_factor
 
     @property
     def tc(self) -> DictConfig:
@@ -69,7 +72,8 @@ def train(cfg: DictConfig, run_dir: str | Path, after_step: Callable[[Run], None
     `after_step(run)` runs after each step's logging, evaluation and checkpoint (tests inject faults there)."""
     session_start = time.perf_counter()
     run_dir = Path(run_dir)
-    ddp = distributed.setup(cfg.trainer.device)
+    TrainerSettings.check(cfg.trainer)  # before anything is written
+    ddp = distributed.setup(cfg.trainer.device, cfg.trainer.ddp_timeout_s)
     ended = ended_summary(run_dir, cfg.trainer.resume, ddp)
     if ended is not None:
         return ended.get("objective")
@@ -147,11 +151,15 @@ def resume(run: Run) -> None:
     if run.resumed:
         checkpoint.refuse_unresumable(run.cfg.optimizer, path)
         ck = checkpoint.load(path, map_location=run.ddp.device)
+        changes = checkpoint.check_resume_config(ck["config"], run.cfg, path)
+        run.resumes = [*ck.get("resumes", []), {"step": ck["step"], "changed": {k: list(v) for k, v in
+                                                                                 changes.items()}}]
         run.raw_model.load_state_dict(ck["model"])
         run.optimizer.load_state_dict(ck["optimizer"])
         checkpoint.set_rng_state(ck["rng"])
         run.step = min(ck["step"], run.plan.total)
         run.elapsed, run.best, run.last_eval = ck["elapsed"], ck["best"], ck["last_eval"]
+        run.first_loss = ck.get("first_loss")
     if run.averaged:
         run.optimizer.train()
 
@@ -217,19 +225,32 @@ def evaluate_at_start(run: Run, records: Records | None) -> None:
 
 
 class Window:
-    """Between two log points: the summed loss, the first step whose loss was not finite, and the time spent, kept
-    on the device so that a step never waits for the host."""
+    """Between two log points: the summed loss, the first step whose loss diverged, and the time spent, kept on the
+    device so that a step never waits for the host. A loss diverges when it is not finite, or above
+    `trainer.diverge_factor` times the run's first loss (a blow-up that stays finite)."""
 
     def __init__(self, run: Run):
+        self.run = run
         self.loss_sum = torch.zeros((), device=run.ddp.device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=run.ddp.device)
+        self.first = None if run.first_loss is None else torch.tensor(run.first_loss, device=run.ddp.device)
         self.start, self.steps, self.eval_time = time.perf_counter(), 0, 0.0
 
     def add(self, loss: torch.Tensor, step: int) -> None:
         """The loss of step `step` (0-based)."""
-        self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step + 1, self.first_bad)
+        if self.first is None:
+            self.first = loss.clone()
+        bad = ~torch.isfinite(loss)
+        if self.run.tc.diverge_factor is not None:
+            bad |= loss > self.run.tc.diverge_factor * self.first.abs().clamp_min(1e-12)
+        self.first_bad = torch.where((self.first_bad < 0) & bad, step + 1, self.first_bad)
         self.loss_sum += loss
         self.steps += 1
+
+    def settle(self) -> None:
+        """At a sync point: the run's first loss as a number, for checkpoints (a resumed run keeps the same limit)."""
+        if self.run.first_loss is None and self.first is not None:
+            self.run.first_loss = self.first.item()
 
     def flush(self, run: Run) -> dict:
         """The window's mean train loss over all ranks and its time per step (evaluation excluded); starts the next."""
@@ -304,14 +325,15 @@ def due_now(run: Run) -> tuple[bool, bool, bool]:
 
 
 def first_divergence(run: Run, window: Window, records: Records | None) -> int | None:
-    """The first step (1-based) with a non-finite loss on any rank, recorded; None if there was none. A sync point:
-    nothing non-finite is evaluated, logged or checkpointed after it."""
+    """The first step (1-based) whose loss diverged on any rank, recorded; None if there was none. A sync point:
+    nothing diverged is evaluated, logged or checkpointed after it."""
     bad_step = int(distributed.all_reduce(window.first_bad.clone(), op="max"))
     if bad_step <= 0:
         return None
     if records:
         records.metrics.write({"step": run.step, "diverged": True, "diverged_step": bad_step})
-        print(f"{run.run_dir}: non-finite loss at step {bad_step}; the run is recorded as diverged")
+        print(f"{run.run_dir}: the loss diverged at step {bad_step} (not finite, or above trainer.diverge_factor="
+              f"{run.tc.diverge_factor} times the first logged loss); the run is recorded as diverged")
     return bad_step
 
 
@@ -337,6 +359,7 @@ def report(run: Run, window: Window, records: Records | None, log: bool, evaluat
     if records:
         records.write(record)
     if ckpt:
+        window.settle()
         save_checkpoint(run, records)
     if averaged_point:
         run.optimizer.train()
@@ -382,7 +405,8 @@ def save_checkpoint(run: Run, records: Records | None) -> None:
     checkpoint.save(run.run_dir / checkpoint.LAST, {
         "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": run.step,
         "position": list(run.plan.position(min(run.step, run.plan.total - 1))), "rng": checkpoint.rng_state(),
-        "elapsed": run.seconds(), "best": run.best, "last_eval": run.last_eval, "config": OmegaConf.to_yaml(run.cfg)})
+        "elapsed": run.seconds(), "best": run.best, "last_eval": run.last_eval, "config": OmegaConf.to_yaml(run.cfg),
+        "resumes": run.resumes, "first_loss": run.first_loss})
     records.gains.save(run.run_dir / "gains.npz")
 
 
@@ -405,7 +429,8 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
         "status": status, "diverged": diverged_step is not None, "diverged_step": diverged_step,
         "steps": run.step, "total_steps": run.plan.total, "final": final, "best": run.best, "objective": objective,
         "phases": [{"name": p.name, "start_step": s} for p, s in zip(data.phases, run.plan.starts)],
-        "wall_time_s": elapsed, "world_size": run.ddp.world_size, "device": str(run.ddp.device),
+        "wall_time_s": elapsed, "resumes": run.resumes, "world_size": run.ddp.world_size,
+        "device": str(run.ddp.device),
         "ranks_in_sync": len(set(digests)) == 1, "state_sha256": digests,
         "parameters": sum(p.numel() for p in run.raw_model.parameters()), "data": data.info,
         "optimizer": type(run.optimizer).__name__, "torch": torch.__version__, "git": git_state(SOURCE_DIR),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import torch
@@ -63,7 +64,7 @@ def test_two_ddp_processes_match_one(fake_data, tmp_path):
 def test_killed_run_resumes_bit_identical(fake_data, tmp_path):
     args = common(fake_data, tmp_path / "run") + ["trainer.checkpoint_every=10"]
     check(run_cli(common(fake_data, tmp_path / "straight") + ["trainer.checkpoint_every=10"]))
-    killed = run_cli(args, kill_after_step=15)
+    killed = run_cli(args, fault=("kill", 15))
     assert killed.returncode == -9, "the run was not killed"
     assert checkpoint.load(tmp_path / "run" / checkpoint.LAST)["step"] == 10
     assert not (tmp_path / "run" / "summary.json").exists()
@@ -106,3 +107,13 @@ def test_a_diverged_point_does_not_stop_the_sweep(fake_data, tmp_path):
     check(result)
     status = {p.parent.name: json.loads(p.read_text())["status"] for p in tmp_path.glob("*/summary.json")}
     assert sorted(status.values()) == ["diverged", "finished"]
+
+
+def test_a_stalled_ddp_rank_ends_the_run_within_the_timeout(fake_data, tmp_path):
+    """Rank 1 stops answering after step 3: rank 0 used to wait in its next all-reduce for torch's default 30
+    minutes, with no output. With trainer.ddp_timeout_s=5 the run fails within seconds, not the 2-minute stall."""
+    args = common(fake_data, tmp_path / "run") + ["trainer.ddp_timeout_s=5", "trainer.checkpoint_every=0"]
+    start = time.monotonic()
+    result = run_cli(args, torchrun=2, fault=("stall", 3), timeout=110)
+    assert result.returncode != 0 and time.monotonic() - start < 100
+    assert not (tmp_path / "run" / "summary.json").exists()
