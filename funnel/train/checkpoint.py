@@ -13,18 +13,46 @@ from omegaconf import DictConfig, OmegaConf
 from funnel.optim.registry import REGISTRY
 
 LAST = "checkpoints/last.pt"
+PREVIOUS = "checkpoints/previous.pt"  # kept until the next one is complete
 
 
 def save(path: str | Path, payload: dict) -> None:
+    """`payload` to `path`, whole or not at all: written beside it, then renamed over it; the checkpoint it replaces
+    is kept as previous.pt."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
+    if path.exists():
+        os.replace(path, path.with_name(Path(PREVIOUS).name))
     os.replace(tmp, path)
 
 
 def load(path: str | Path, map_location=None) -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_latest(run_dir: Path, map_location=None) -> tuple[dict, Path] | None:
+    """The newest readable checkpoint of a run directory and its path: last.pt, or previous.pt (with a notice)
+    when last.pt is missing or unreadable (a crash between the renames, a truncated copy, a full disk); None if
+    the run has no checkpoint. A ValueError, saying how to start over, when neither can be read."""
+    errors = []
+    for name in (LAST, PREVIOUS):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            ck = load(path, map_location)
+        except Exception as err:  # torch and zipfile raise many kinds for a damaged file
+            errors.append(f"{path.name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            continue
+        if errors:
+            print(f"{run_dir / LAST} is unreadable ({errors[0]}); resuming from {path.name} (step {ck['step']})")
+        return ck, path
+    if errors:
+        raise ValueError(f"no readable checkpoint in {run_dir / 'checkpoints'} ({'; '.join(errors)}): delete that "
+                         "folder to train the run again from the start, or run with trainer.resume=false")
+    return None
 
 
 def rng_state() -> dict:
@@ -53,7 +81,7 @@ def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
     spec = REGISTRY.get(optimizer_cfg.get("name") or "")
     if spec is not None and spec.cannot_resume:
         raise ValueError(f"{ckpt_path} is a checkpoint of optimizer {spec.name!r}, which cannot be resumed: "
-                         f"{spec.cannot_resume}. Delete {ckpt_path} to train the run again from the start.")
+                         f"{spec.cannot_resume}. Delete {ckpt_path.parent} to train the run again from the start.")
 
 
 # Settings that change what is logged, evaluated or shown, never what is trained: a resume may change them (and the

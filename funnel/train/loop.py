@@ -4,6 +4,7 @@ summary.json in `run_dir`. Read `train` first: every piece it calls follows it, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -21,6 +22,7 @@ from funnel.optim import optimizer_stats
 from funnel.optim.registry import takes_loss
 from funnel.train import checkpoint, distributed
 from funnel.train.build import build_model, instantiate, loss_dtype, parameter_dtype, seed_everything
+from funnel.train.lock import RunLock
 from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
 from funnel.train.plan import Plan, batch_stream
 from funnel.train.records import GainTrajectories, MetricsLog, git_state, write_json
@@ -57,7 +59,8 @@ class Run:
     last_eval: dict = field(default_factory=dict)
     resumed: bool = False
     resumes: list = field(default_factory=list)  # each resume: its step and the settings it changed
-    first_loss: float | None = None  # the first logged train loss: the scale of trainer.diverge_factor
+    first_loss: float | None = None  # the run's first train loss: the scale of trainer.diverge_factor
+    saved_gains: dict | None = None  # the gain trajectories of the checkpoint resumed from
 
     @property
     def tc(self) -> DictConfig:
@@ -74,9 +77,15 @@ def train(cfg: DictConfig, run_dir: str | Path, after_step: Callable[[Run], None
     run_dir = Path(run_dir)
     TrainerSettings.check(cfg.trainer)  # before anything is written
     ddp = distributed.setup(cfg.trainer.device, cfg.trainer.ddp_timeout_s)
-    ended = ended_summary(run_dir, cfg.trainer.resume, ddp)
-    if ended is not None:
-        return ended.get("objective")
+    with RunLock(run_dir) if ddp.is_main else contextlib.nullcontext():  # rank 0 alone writes
+        ended = ended_summary(run_dir, cfg.trainer.resume, ddp)
+        if ended is not None:
+            return ended.get("objective")
+        return train_locked(cfg, run_dir, ddp, session_start, after_step)
+
+
+def train_locked(cfg: DictConfig, run_dir: Path, ddp, session_start: float, after_step) -> float | None:
+    """`train`, holding the run directory, for a run that has not ended."""
     run = build_run(cfg, run_dir, ddp, session_start)
     resume(run)
     wrap_model(run)
@@ -146,11 +155,11 @@ def build_run(cfg: DictConfig, run_dir: Path, ddp, session_start: float) -> Run:
 def resume(run: Run) -> None:
     """Continue from the run directory's checkpoint, if resuming is on and there is one: model, optimizer, RNGs,
     step, time and evaluations as they were when it was written."""
-    path = run.run_dir / checkpoint.LAST
-    run.resumed = bool(run.tc.resume) and path.exists()
+    found = checkpoint.load_latest(run.run_dir, map_location=run.ddp.device) if run.tc.resume else None
+    run.resumed = found is not None
     if run.resumed:
+        ck, path = found
         checkpoint.refuse_unresumable(run.cfg.optimizer, path)
-        ck = checkpoint.load(path, map_location=run.ddp.device)
         changes = checkpoint.check_resume_config(ck["config"], run.cfg, path)
         run.resumes = [*ck.get("resumes", []), {"step": ck["step"], "changed": {k: list(v) for k, v in
                                                                                  changes.items()}}]
@@ -160,6 +169,7 @@ def resume(run: Run) -> None:
         run.step = min(ck["step"], run.plan.total)
         run.elapsed, run.best, run.last_eval = ck["elapsed"], ck["best"], ck["last_eval"]
         run.first_loss = ck.get("first_loss")
+        run.saved_gains = ck.get("gains")
     if run.averaged:
         run.optimizer.train()
 
@@ -188,8 +198,8 @@ class Records:
         metrics = MetricsLog(run.run_dir / "metrics.jsonl", resume_step=run.step if run.resumed else None)
         gains = GainTrajectories(run.optimizer, list(run.raw_model.named_parameters()), samples=run.tc.gain_samples,
                                  seed=run.cfg.seed)
-        if run.resumed:
-            gains.load(run.run_dir / "gains.npz", upto_step=run.step)
+        if run.resumed:  # from the checkpoint; from gains.npz for a checkpoint written before they were in it
+            gains.load(run.saved_gains if run.saved_gains is not None else run.run_dir / "gains.npz", run.step)
         sink = None
         if run.cfg.logger.kind == "wandb":
             from funnel.train.wandb_sink import WandbSink
@@ -406,8 +416,8 @@ def save_checkpoint(run: Run, records: Records | None) -> None:
         "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": run.step,
         "position": list(run.plan.position(min(run.step, run.plan.total - 1))), "rng": checkpoint.rng_state(),
         "elapsed": run.seconds(), "best": run.best, "last_eval": run.last_eval, "config": OmegaConf.to_yaml(run.cfg),
-        "resumes": run.resumes, "first_loss": run.first_loss})
-    records.gains.save(run.run_dir / "gains.npz")
+        "resumes": run.resumes, "first_loss": run.first_loss, "gains": records.gains.state_dict()})
+    records.gains.save(run.run_dir / "gains.npz")  # a copy for readers; the checkpoint holds the committed one
 
 
 def finish(run: Run, records: Records | None, diverged_step: int | None) -> float | None:

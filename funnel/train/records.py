@@ -33,10 +33,23 @@ class MetricsLog:
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]
-            _atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            _atomic_write_text(self.path, "".join(line + "\n" for line in self._kept(resume_step)))
         self._file = open(self.path, "a")
+
+    def _kept(self, resume_step: int) -> list[str]:
+        """The lines up to the checkpoint's step; a line cut short by a crash mid-write is dropped, with a notice."""
+        kept, torn = [], 0
+        for line in self.path.read_text().splitlines():
+            try:
+                step = json.loads(line)["step"] if line else None
+            except (json.JSONDecodeError, KeyError, TypeError):
+                torn += 1
+                continue
+            if step is not None and step <= resume_step:
+                kept.append(line)
+        if torn:
+            print(f"{self.path}: dropped {torn} unreadable line(s), left by an interrupted write")
+        return kept
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
@@ -88,31 +101,49 @@ class GainTrajectories:
             self.scales.setdefault(name, []).append(float(row[0]))
             self.gains.setdefault(name, []).append(row[1:])
 
-    def save(self, path: str | Path) -> None:
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The trajectories as gains.npz holds them (empty before the first record)."""
         if not self.steps:
-            return
+            return {}
         arrays = {"step": np.asarray(self.steps)}
         for name in self.scales:
             arrays[f"scale/{name}"] = np.asarray(self.scales[name])
             arrays[f"gain/{name}"] = np.stack(self.gains[name])
             arrays[f"index/{name}"] = self.index[name].numpy()
+        return arrays
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trajectories as tensors, for the checkpoint: they are committed with it, all or nothing."""
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays().items()}
+
+    def save(self, path: str | Path) -> None:
+        arrays = self.arrays()
+        if not arrays:
+            return
         tmp = Path(path).with_name(Path(path).name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
 
-    def load(self, path: str | Path, upto_step: int) -> None:
-        """Continue the trajectories of an interrupted run, up to and including `upto_step`."""
-        if not Path(path).exists():
+    def load(self, source, upto_step: int) -> None:
+        """Continue the trajectories of an interrupted run, up to and including `upto_step`, from the checkpoint's
+        `state_dict()` or (a checkpoint written before they were part of it) from a gains.npz path."""
+        if isinstance(source, dict):
+            data = {k: v.numpy() for k, v in source.items()}
+        elif Path(source).exists():
+            with np.load(source) as npz:
+                data = {k: npz[k] for k in npz.files}
+        else:
             return
-        with np.load(path) as data:
-            keep = data["step"] <= upto_step
-            self.steps = data["step"][keep].tolist()
-            for key in data.files:
-                if key.startswith("scale/"):
-                    name = key[len("scale/"):]
-                    self.scales[name] = data[key][keep].tolist()
-                    self.gains[name] = list(data[f"gain/{name}"][keep])
-                    self.index[name] = torch.from_numpy(data[f"index/{name}"])
+        if "step" not in data:
+            return
+        keep = data["step"] <= upto_step
+        self.steps = data["step"][keep].tolist()
+        for key in data:
+            if key.startswith("scale/"):
+                name = key[len("scale/"):]
+                self.scales[name] = data[key][keep].tolist()
+                self.gains[name] = list(data[f"gain/{name}"][keep])
+                self.index[name] = torch.from_numpy(data[f"index/{name}"])
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import torch
 
+from funnel.train import checkpoint
+from funnel.train.lock import RunDirectoryInUse, RunLock
 from funnel.train.loop import train
 from tests.helpers import Crash, compose_config, crash_after, tiny
 
@@ -89,3 +96,86 @@ def test_a_blow_up_that_stays_finite_is_diverged(fake_data, tmp_path):
     train(quick(fake_data, "optimizer=funnel_sgd", "optimizer.lr=1e30", "trainer.max_steps=6", "trainer.log_every=3",
                 "trainer.diverge_factor=null"), tmp_path / "off")
     assert json.loads((tmp_path / "off" / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_second_process_on_the_same_run_directory_stops_at_once(fake_data, tmp_path):
+    """Two identical commands at once used to both train and write every metrics line twice."""
+    with RunLock(tmp_path / "run"):  # held here as the first process's would be
+        with pytest.raises(RunDirectoryInUse, match=f"in use by process {os.getpid()}"):
+            train(quick(fake_data), tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    train(quick(fake_data), tmp_path / "run")  # released: the run trains
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(fake_data, tmp_path):
+    code = ("import os, signal, sys; from funnel.train.lock import RunLock; "
+            "RunLock(sys.argv[1]).__enter__(); os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")])
+    assert killed.returncode == -9 and (tmp_path / "run" / ".lock").read_text().strip().isdigit()
+    train(quick(fake_data), tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
+
+
+def final_state(run_dir):
+    ck = checkpoint.load(run_dir / checkpoint.LAST)
+    with np.load(run_dir / "gains.npz") as gains:
+        arrays = {k: gains[k] for k in gains.files}
+    return ck, arrays, (run_dir / "metrics.jsonl").read_text()
+
+
+def assert_same_run(a, b):
+    (ck_a, gains_a, _), (ck_b, gains_b, _) = final_state(a), final_state(b)
+    assert ck_a["step"] == ck_b["step"]
+    assert all(torch.equal(ck_a["model"][k], ck_b["model"][k]) for k in ck_a["model"])
+    assert gains_a.keys() == gains_b.keys() and all(np.array_equal(gains_a[k], gains_b[k]) for k in gains_a)
+
+
+def straight_and_interrupted(fake_data, tmp_path):
+    """The same run twice: straight through, and stopped right after step 4 (checkpoints at 2 and 4)."""
+    overrides = ("optimizer=funnel_adagrad", "trainer.max_steps=6", "trainer.checkpoint_every=2")
+    train(quick(fake_data, *overrides), tmp_path / "straight")
+    interrupted(fake_data, tmp_path / "run", "optimizer=funnel_adagrad")
+    return lambda: train(quick(fake_data, *overrides), tmp_path / "run")
+
+
+def test_gain_trajectories_are_committed_with_the_checkpoint(fake_data, tmp_path):
+    """A kill between the renames of last.pt and gains.npz used to lose trajectory rows for good, in a run that
+    still ended "finished". The checkpoint now holds them: a stale gains.npz is rebuilt from it."""
+    resume = straight_and_interrupted(fake_data, tmp_path)
+    stale = checkpoint.load(tmp_path / "run" / checkpoint.PREVIOUS)["gains"]  # gains.npz as of step 2
+    np.savez(tmp_path / "run" / "gains.npz", **{k: v.numpy() for k, v in stale.items()})
+    resume()
+    assert_same_run(tmp_path / "straight", tmp_path / "run")
+
+
+def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(fake_data, tmp_path, capsys):
+    """A truncated last.pt used to end the resume in a bare EOFError or unpickling error."""
+    resume = straight_and_interrupted(fake_data, tmp_path)
+    last = tmp_path / "run" / checkpoint.LAST
+    last.write_bytes(last.read_bytes()[:100])
+    resume()
+    out = capsys.readouterr().out
+    assert "last.pt is unreadable" in out and "resuming from previous.pt (step 2)" in out
+    assert_same_run(tmp_path / "straight", tmp_path / "run")
+
+
+def test_no_readable_checkpoint_says_how_to_start_over(fake_data, tmp_path):
+    interrupted(fake_data, tmp_path / "run")
+    for name in (checkpoint.LAST, checkpoint.PREVIOUS):
+        (tmp_path / "run" / name).write_bytes(b"")
+    with pytest.raises(ValueError, match="no readable checkpoint in .* trainer.resume=false"):
+        train(quick(fake_data, "trainer.max_steps=6", "trainer.checkpoint_every=2"), tmp_path / "run")
+
+
+def test_a_torn_last_line_of_metrics_is_dropped_on_resume(fake_data, tmp_path, capsys):
+    """A crash mid-write leaves half a JSON line: resuming used to stop at it until the file was edited by hand."""
+    resume = straight_and_interrupted(fake_data, tmp_path)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "train/lo')
+    resume()
+    assert "dropped 1 unreadable line(s)" in capsys.readouterr().out
+    strip = lambda text: [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+                          for line in text.splitlines()]
+    assert strip(final_state(tmp_path / "run")[2]) == strip(final_state(tmp_path / "straight")[2])
