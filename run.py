@@ -27,7 +27,23 @@ def main(cfg: DictConfig):
 
     from funnel.train.loop import train
 
-    return train(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        return train(cfg, HydraConfig.get().runtime.output_dir)
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
+        # The runner's own errors say what is wrong and how to fix it: one line, no traceback (HYDRA_FULL_ERROR=1
+        # shows it). Anything else keeps its traceback.
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not is_user_error(err):
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """An error the user can act on from its message: bad settings, missing files or packages, a run directory in
+    use, a full or read-only disk. A RuntimeError counts only when it is the run-directory lock's."""
+    from funnel.train.lock import RunDirectoryInUse
+
+    return isinstance(err, (ValueError, OSError, ImportError, RunDirectoryInUse))
 
 
 if __name__ == "__main__":

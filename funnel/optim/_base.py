@@ -202,6 +202,7 @@ class StatefulOptimizer(Optimizer):
             return build()
 
     def load_state_dict(self, state_dict: dict) -> None:
+        self._check_loadable(state_dict)
         saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
         saved_state = state_dict["state"]
         super().load_state_dict(state_dict)
@@ -209,3 +210,39 @@ class StatefulOptimizer(Optimizer):
         for saved_id, p in zip(saved_ids, params):
             if saved_id in saved_state:
                 self.state[p] = restore_state(saved_state[saved_id], self.state[p], p)
+
+    def _check_loadable(self, state_dict: dict) -> None:
+        """Refuse, naming the mismatch, a state_dict of another optimizer or of other parameters, which torch would
+        accept and which would then fail (or silently differ) at the next step: each saved state must have the keys
+        this optimizer keeps under the saved group's settings, and tensors of its parameter's shape (or 0-d)."""
+        name = type(self).__name__
+        groups = state_dict.get("param_groups", [])
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the state_dict has {len(groups)} param groups, this optimizer "
+                             f"{len(self.param_groups)}")
+        for gi, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{name}.load_state_dict: group {gi} has {len(saved['params'])} parameters in the "
+                                 f"state_dict, {len(group['params'])} here")
+            settings = {**self.defaults, **{k: v for k, v in saved.items() if k != "params"}, "params": []}
+            for index, param in zip(saved["params"], group["params"]):
+                if index in state_dict["state"]:
+                    self._check_saved_state(state_dict["state"][index], param, settings, f"parameter {index}")
+
+    def _check_saved_state(self, saved: dict, param: Tensor, settings: dict, where: str) -> None:
+        expected: dict = {}
+        self._init_state(settings, torch.empty_like(param, device="meta"), expected)
+        _compare_state(saved, expected, tuple(param.shape), f"{type(self).__name__}.load_state_dict: {where}")
+
+
+def _compare_state(saved: dict, expected: dict, shape: tuple, where: str) -> None:
+    """Keys as `expected` (unless it is empty: a probed torch optimizer makes its state lazily), shapes as `shape`."""
+    if expected and set(saved) != set(expected):
+        raise ValueError(f"{where} has state {sorted(saved)}, but this optimizer keeps {sorted(expected)} under the "
+                         "saved settings: the state_dict is from another optimizer")
+    for key, value in saved.items():
+        if isinstance(value, dict):
+            _compare_state(value, expected.get(key, {}), shape, f"{where}, {key}")
+        elif isinstance(value, Tensor) and value.dim() > 0 and tuple(value.shape) != shape:
+            raise ValueError(f"{where}, {key} has shape {tuple(value.shape)}, the parameter {shape}: the state_dict "
+                             "is from other parameters (another model)")

@@ -19,8 +19,15 @@ def instantiate(cfg, **kwargs):
     try:
         return hydra_instantiate(cfg, **kwargs)
     except InstantiationException as err:
-        if isinstance(err.__cause__, (ValueError, FileNotFoundError, ImportError)):
-            raise err.__cause__ from None
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, FileNotFoundError, ImportError)):
+            raise cause from None
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            # e.g. experiment=quick dataset=cifar10: the experiment sets dataset.base, which CIFAR-10 has no use for
+            raise ValueError(f"{cfg.get('_target_')} {str(cause).split(' ', 1)[-1]}: a setting of the config (or of "
+                             "the experiment, which may set keys for another option of the group) that this "
+                             "option does not take; remove it, or pick the option the experiment was made "
+                             "for") from None
         raise
 
 

@@ -1,6 +1,6 @@
-"""Weights & Biases mirror of metrics.jsonl. Offline unless the user asks for online: an online run with no
-reachable server hangs for minutes, and offline runs upload later with `wandb sync <run dir>/wandb/offline-run-*`.
-Imported only when logger=wandb."""
+"""Weights & Biases mirror of metrics.jsonl. Offline unless the user asks for online; an online run that cannot
+start (no key, no network, the server down) falls back to offline within seconds, with a warning. Offline runs
+upload later with `wandb sync <run dir>/wandb/offline-run-*`. Imported only when logger=wandb."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 MODES = ("offline", "online", "disabled")
+ONLINE_TIMEOUT_S = 10  # an online run that cannot reach its server falls back to offline after this, not ~100 s
 
 
 class WandbSink:
@@ -24,9 +25,19 @@ class WandbSink:
         run_dir = Path(run_dir).resolve()
         # A stable id per run directory: a resumed run continues the same W&B run.
         run_id = hashlib.sha1(str(run_dir).encode()).hexdigest()[:16]
-        self.run = wandb.init(project=project, group=group, name=name or run_dir.name, dir=str(run_dir),
-                              mode=mode, config=config, id=run_id, resume="allow", tags=list(tags),
-                              settings=wandb.Settings(silent=True))
+        init = dict(project=project, group=group, name=name or run_dir.name, dir=str(run_dir), config=config,
+                    id=run_id, resume="allow", tags=list(tags))
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(silent=True, init_timeout=ONLINE_TIMEOUT_S),
+                                  **init)
+        except Exception as err:  # wandb raises several kinds for no key, no network, a server that is down
+            if mode != "online":
+                raise
+            wandb.teardown()
+            reason = (str(err).splitlines() or [""])[0][:200]
+            print(f"W&B online failed ({type(err).__name__}: {reason}); logging offline instead. Upload later with: "
+                  f"wandb sync {run_dir}/wandb/offline-run-*")
+            self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **init)
 
     def log(self, record: dict, step: int) -> None:
         self.run.log({k: v for k, v in record.items() if k != "step"}, step=step)

@@ -163,3 +163,32 @@ def test_meta_state_dtype_survives_roundtrip(name, dtype):
     fresh = MAKERS[name]([{"params": params[0]}, {"params": params[1], "lr": 0.01}])
     fresh.load_state_dict(roundtrip(opt.state_dict()))
     assert float_state_dtypes(fresh) == expected
+
+
+def stepped(make, params, steps=2):
+    opt = make(params)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    return opt
+
+
+def test_a_state_dict_of_another_optimizer_or_model_is_refused_at_load_time():
+    """torch accepts these and fails (or silently differs) at the next step: a KeyError for a missing buffer, a
+    shape error deep in an update. The mismatch is named at load time instead."""
+    params = [torch.zeros(3, requires_grad=True), torch.zeros(2, 2, requires_grad=True)]
+    funnel = stepped(lambda ps: Funnel(ps, lr=0.1, momentum=0.9), params)
+    with pytest.raises(ValueError, match=r"SGDHD.load_state_dict: parameter 0 has state .*'gain'.* but this "
+                                         r"optimizer keeps .*another optimizer"):
+        SGDHD([torch.zeros(3, requires_grad=True), torch.zeros(2, 2, requires_grad=True)]).load_state_dict(
+            roundtrip(funnel.state_dict()))
+    with pytest.raises(ValueError, match=r"parameter 1, gain has shape \(2, 2\), the parameter \(4,\): .*model"):
+        Funnel([torch.zeros(3, requires_grad=True), torch.zeros(4, requires_grad=True)], lr=0.1).load_state_dict(
+            roundtrip(funnel.state_dict()))
+    with pytest.raises(ValueError, match="the state_dict has 1 param groups, this optimizer 2"):
+        Funnel([{"params": [torch.zeros(3, requires_grad=True)]}, {"params": [torch.zeros(1, requires_grad=True)]}],
+               lr=0.1).load_state_dict(roundtrip(funnel.state_dict()))
+    # the same optimizer over parameters of the same shapes loads, as before
+    Funnel([torch.zeros(3, requires_grad=True), torch.zeros(2, 2, requires_grad=True)], lr=0.1).load_state_dict(
+        roundtrip(funnel.state_dict()))

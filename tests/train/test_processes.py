@@ -117,3 +117,23 @@ def test_a_stalled_ddp_rank_ends_the_run_within_the_timeout(fake_data, tmp_path)
     result = run_cli(args, torchrun=2, fault=("stall", 3), timeout=110)
     assert result.returncode != 0 and time.monotonic() - start < 100
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_fault_the_user_can_fix_ends_in_one_line(fake_data, tmp_path):
+    """Faults that used to end in raw tracebacks: a checkpoint nobody can read, an experiment's setting for another
+    dataset, a trainer setting below its bound. Each ends with exit code 1 and one line that says what and where."""
+    args = common(fake_data, tmp_path / "run") + ["trainer.checkpoint_every=10"]
+    check(run_cli(args))
+    (tmp_path / "run" / "summary.json").unlink()
+    for name in (checkpoint.LAST, checkpoint.PREVIOUS):
+        (tmp_path / "run" / name).write_bytes(b"")
+    cases = {"no readable checkpoint": args,
+             "build_cifar10 got an unexpected keyword argument 'base'":
+                 ["experiment=quick", "logger=none", "dataset=cifar10", f"dataset.root={fake_data}",
+                  f"hydra.run.dir={tmp_path / 'cifar'}"],
+             "trainer.batch_size=0 must be >= 1": common(fake_data, tmp_path / "zero") + ["trainer.batch_size=0"]}
+    for message, case in cases.items():
+        result = run_cli(case)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -179,3 +180,18 @@ def test_a_torn_last_line_of_metrics_is_dropped_on_resume(fake_data, tmp_path, c
     strip = lambda text: [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
                           for line in text.splitlines()]
     assert strip(final_state(tmp_path / "run")[2]) == strip(final_state(tmp_path / "straight")[2])
+
+
+def test_wandb_online_without_a_server_falls_back_to_offline_within_seconds(fake_data, tmp_path, monkeypatch, capsys):
+    """With a key but no reachable server, wandb.init used to block about 100 s and then fail the run."""
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    start = time.monotonic()
+    train(compose_config(["experiment=quick", "logger=wandb", "logger.mode=online", *tiny("quick", fake_data)]),
+          tmp_path / "run")
+    assert time.monotonic() - start < 60
+    out = capsys.readouterr().out
+    assert "W&B online failed" in out and "wandb sync" in out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
+    assert list((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")), "no offline run was written"
