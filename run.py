@@ -40,10 +40,11 @@ def main(cfg: DictConfig):
 
 def is_user_error(err: BaseException) -> bool:
     """An error the user can act on from its message: bad settings, missing files or packages, a run directory in
-    use, a full or read-only disk. A RuntimeError counts only when it is the run-directory lock's."""
+    use, a full or read-only disk, DDP ranks that stopped answering."""
+    from funnel.train.distributed import RanksTimedOut
     from funnel.train.lock import RunDirectoryInUse
 
-    return isinstance(err, (ValueError, OSError, ImportError, RunDirectoryInUse))
+    return isinstance(err, (ValueError, OSError, ImportError, RunDirectoryInUse, RanksTimedOut))
 
 
 if __name__ == "__main__":

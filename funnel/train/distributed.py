@@ -61,6 +61,19 @@ def setup(device: str = "auto", timeout_s: float = 600) -> Distributed:
     return Distributed(rank, world_size, local_rank, device)
 
 
+class RanksTimedOut(RuntimeError):
+    """A collective waited longer than trainer.ddp_timeout_s: another rank died or hangs."""
+
+    def __init__(self, ddp: Distributed, timeout_s: float, err: BaseException):
+        first = (str(err).splitlines() or [""])[0][:200]
+        super().__init__(f"rank {ddp.rank} of {ddp.world_size}: the other ranks did not answer within "
+                         f"trainer.ddp_timeout_s={timeout_s:g} s (one died or hangs; its own log says why): {first}")
+
+
+def is_timeout(err: BaseException) -> bool:
+    return isinstance(err, RuntimeError) and ("timed out" in str(err).lower() or "timeout" in str(err).lower())
+
+
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In-place sum or max over the ranks (a no-op on one process)."""
     if dist.is_available() and dist.is_initialized():

@@ -81,7 +81,12 @@ def train(cfg: DictConfig, run_dir: str | Path, after_step: Callable[[Run], None
         ended = ended_summary(run_dir, cfg.trainer.resume, ddp)
         if ended is not None:
             return ended.get("objective")
-        return train_locked(cfg, run_dir, ddp, session_start, after_step)
+        try:
+            return train_locked(cfg, run_dir, ddp, session_start, after_step)
+        except RuntimeError as err:
+            if ddp.enabled and distributed.is_timeout(err):
+                raise distributed.RanksTimedOut(ddp, cfg.trainer.ddp_timeout_s, err) from err
+            raise
 
 
 def train_locked(cfg: DictConfig, run_dir: Path, ddp, session_start: float, after_step) -> float | None:

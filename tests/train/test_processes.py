@@ -116,6 +116,8 @@ def test_a_stalled_ddp_rank_ends_the_run_within_the_timeout(fake_data, tmp_path)
     start = time.monotonic()
     result = run_cli(args, torchrun=2, fault=("stall", 3), timeout=110)
     assert result.returncode != 0 and time.monotonic() - start < 100
+    assert "error: RanksTimedOut: rank 0 of 2: the other ranks did not answer within trainer.ddp_timeout_s=5 s" \
+        in result.stderr, result.stderr[-3000:]
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
