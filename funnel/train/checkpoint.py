@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,13 @@ def save(path: str | Path, payload: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    try:
+        torch.save(payload, tmp)
+    except (RuntimeError, OSError) as err:  # a full disk shows as torch's "unexpected pos ..." RuntimeError
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 1e6
+        raise OSError(f"could not write the checkpoint {tmp} ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                      f"{free:.1f} MB are free on that disk; the previous checkpoint is intact") from None
     if path.exists():
         os.replace(path, path.with_name(Path(PREVIOUS).name))
     os.replace(tmp, path)

@@ -195,3 +195,21 @@ def test_wandb_online_without_a_server_falls_back_to_offline_within_seconds(fake
     assert "W&B online failed" in out and "wandb sync" in out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
     assert list((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")), "no offline run was written"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KB file system (a tmpfs; needs the right to mount, else the test is skipped)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_says_so_and_keeps_the_last_checkpoint(fake_data, tiny_disk):
+    """torch.save on a full disk used to end in "unexpected pos 172160", a RuntimeError that named nothing."""
+    with pytest.raises(OSError, match=r"could not write the checkpoint .*last.pt.tmp .* MB are free on that disk"):
+        train(quick(fake_data, "trainer.max_steps=6", "trainer.checkpoint_every=2"), tiny_disk / "run")
+    assert not list((tiny_disk / "run").rglob("*.tmp"))
