@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from funnel.train import checkpoint
@@ -139,3 +141,23 @@ def test_a_fault_the_user_can_fix_ends_in_one_line(fake_data, tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]
+
+
+def test_a_read_only_run_directory_ends_in_one_line(fake_data, tmp_path):
+    """Resuming in a read-only folder used to fail inside Hydra's logging setup ("Unable to configure handler
+    'file'"). Hydra now writes nothing there, and the runner's first write names the problem."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        args = common(fake_data, disk / "run") + ["trainer.checkpoint_every=10"]
+        check(run_cli(args))
+        (disk / "run" / "summary.json").unlink()
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        result = run_cli(args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert lines[-1].startswith("error: OSError: [Errno 30] Read-only file system"), lines[-1]
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
