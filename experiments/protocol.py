@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCH_DIR = ROOT / "configs" / "search"
 PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
 SCALINGS = ("log", "linear")
+QUIET = ("logger=none", "trainer.progress_bar=false")  # every study run, in-process or launched
 
 
 # ------------------------------------------------------------------------------------------------ search spaces
@@ -301,7 +302,7 @@ class Runner:
         from funnel.train.loop import train
 
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, "logger=none", "trainer.progress_bar=false", *self.extra])
+            cfg = compose("config", overrides=[*overrides, *QUIET, *self.extra])
         train(cfg, run_dir)
 
 
@@ -313,7 +314,7 @@ class LaunchedRunner:
         self.launch, self.extra = list(launch), list(extra)
 
     def __call__(self, overrides: list[str], run_dir: Path) -> None:
-        command = [*self.launch, str(ROOT / "run.py"), *overrides, "logger=none", "trainer.progress_bar=false",
+        command = [*self.launch, str(ROOT / "run.py"), *overrides, *QUIET,
                    *self.extra, override_text("hydra.run.dir", str(run_dir))]
         if subprocess.run(command, cwd=ROOT).returncode != 0 and not (run_dir / "summary.json").exists():
             raise RuntimeError(f"run failed before it wrote a summary: {shlex.join(command)}")

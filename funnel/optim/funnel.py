@@ -59,6 +59,9 @@ class FunnelSettings:
                     scale_range=self.scale_range)
 
 
+_SETTING_KEYS = tuple(f for f in FunnelSettings.__dataclass_fields__ if f != "inner")  # read from the group
+
+
 def _frozen(value):
     """`value` as a hashable key: dicts and lists become sorted tuples."""
     if isinstance(value, dict):
@@ -150,10 +153,10 @@ class Funnel(StatefulOptimizer):
 
     def settings(self, group: dict) -> FunnelSettings:
         """The settings record of `group` (everything its step needs except lr)."""
-        keys = [f for f in FunnelSettings.__dataclass_fields__ if f != "inner"]
-        values = tuple(_frozen(group[k]) for k in keys)
+        values = tuple(_frozen(group[k]) for k in _SETTING_KEYS)
         inner = self.preconditioner(group)
-        return self._built(("settings", inner, values), lambda: FunnelSettings(inner, **dict(zip(keys, values))))
+        return self._built(("settings", inner, values),
+                           lambda: FunnelSettings(inner, **dict(zip(_SETTING_KEYS, values))))
 
     def _check_group(self, group):
         group["gain_range"], group["scale_range"] = tuple(group["gain_range"]), tuple(group["scale_range"])
