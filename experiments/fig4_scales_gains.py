@@ -1,6 +1,10 @@
-"""Figure 4 of the Funnel paper: (a) step-size scales of two depthwise and two pointwise layers of MobileNetV1 over
-training, (b) gains of sampled coordinates in two layers. Reads a Funnel run (the lowest seed of the arms whose
-labels name Funnel). For other models the first two and last two layers with a scale stand in.
+"""Figure 4 of the Funnel paper: (a) the step-size scales of four layers over training, (b) the gains of the
+coordinates sampled in those layers; with the paper's description of them checked in words.
+
+Drawn from every finished Funnel run given (one per seed): the scales as the mean over seeds with a +-1 std band, the
+gains as the median and the 10-90% quantile band over the sampled coordinates of all seeds. The layers: two
+depthwise and two pointwise convolutions of MobileNetV1 (as the paper shows), else the ones named, else the first
+two and last two weights.
 
     python -m experiments.fig4_scales_gains multirun/mobilenet_cifar10 --out results/mobilenet_cifar10/figure4.png
 """
@@ -9,12 +13,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from experiments import analysis
-from experiments.plots import plt
-from experiments.runs import by_arm, find_runs
+from experiments.plots import band, plt
+from experiments.runs import Run, by_arm, find_runs
+
+RISE = 1.05  # a gain "rises first" when it climbs 5% above its start and ends 5% below its peak
 
 
-def pick_layers(names: list[str]) -> list[str]:
+def pick_layers(names: list[str], wanted: tuple[str, ...] = ()) -> list[str]:
+    if wanted:
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ValueError(f"layers {missing} have no scale in the runs; layers with one: {names}")
+        return list(wanted)
     depthwise = [n for n in names if "conv_dw" in n]
     pointwise = [n for n in names if "conv_pw" in n]
     if depthwise and pointwise:
@@ -23,36 +36,90 @@ def pick_layers(names: list[str]) -> list[str]:
     return list(dict.fromkeys(weights[:2] + weights[-2:]))
 
 
-def funnel_runs(root: str | Path) -> list:
+def funnel_runs(root: str | Path) -> list[Run]:
     """The finished runs under `root` of the arms whose label names Funnel."""
     groups = by_arm(find_runs(root))
     return [r for arm, runs in groups.items() if "Funnel" in arm for r in runs if analysis.finished(r)]
 
 
-def figure(runs: list, out: str | Path) -> Path | None:
-    """Figure 4 from the lowest-seed run of `runs` (Funnel runs, finished); None without one."""
+def scale_names(run: Run) -> list[str]:
+    return [k[len("scale/"):] for k in run.keys("scale/")]
+
+
+def pooled_gains(runs: list[Run], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, gains (T, coordinates of all runs)) at the steps every run recorded."""
+    usable = [r for r in runs if f"gain/{name}" in r.gains]
+    if not usable:
+        return np.zeros(0, dtype=int), np.zeros((0, 0))
+    common = sorted(set.intersection(*(set(r.gains["step"].tolist()) for r in usable)))
+    columns = []
+    for r in usable:
+        row = {s: i for i, s in enumerate(r.gains["step"].tolist())}
+        columns.append(r.gains[f"gain/{name}"][[row[s] for s in common]])
+    return np.asarray(common), np.concatenate(columns, axis=1)
+
+
+def describe(runs: list[Run]) -> list[str]:
+    """The paper's description of Figure 4 checked on these runs, one sentence per claim, with the numbers:
+    all scales decay, at different rates; some gains rise before they fall."""
+    names = scale_names(runs[0])
+    ratios = {}
+    for name in names:
+        per_seed = []
+        for r in runs:
+            _, values = r.series(f"scale/{name}")
+            if len(values) > 1 and values[0] > 0:
+                per_seed.append(values[-1] / values[0])
+        if per_seed:
+            ratios[name] = float(np.mean(per_seed))
+    if not ratios:
+        return ["No scale was logged: nothing to check."]
+    decaying = [n for n, q in ratios.items() if q < 1]
+    low, high = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+    lines = [f"All scales decay: {'yes' if len(decaying) == len(ratios) else 'no'}: {len(decaying)} of "
+             f"{len(ratios)} layers end below their start (final / first scale, mean over {len(runs)} seeds).",
+             f"At different rates: final / first scale ranges from {ratios[low]:.3g} (`{low}`) to "
+             f"{ratios[high]:.3g} (`{high}`)."]
+    rising, total = 0, 0
+    for name in names:
+        _, gains = pooled_gains(runs, name)
+        if gains.size == 0:
+            continue
+        peak = gains.max(0)
+        rising += int(np.sum((peak >= RISE * gains[0]) & (gains[-1] * RISE <= peak)))
+        total += gains.shape[1]
+    if total:
+        lines.append(f"Some gains rise first: {'yes' if rising else 'no'}: {rising} of {total} sampled coordinates "
+                     f"({100 * rising / total:.1f}%) climb at least {100 * (RISE - 1):.0f}% above their start and "
+                     f"end at least that far below their peak.")
+    return lines
+
+
+def figure(runs: list[Run], out: str | Path, layers: tuple[str, ...] = ()) -> Path | None:
+    """Figure 4 from finished Funnel runs (seeds of one arm); None without one."""
     if not runs:
         return None
-    run = min(runs, key=lambda r: r.config.get("seed", 0))
-    names = [k[len("scale/"):] for k in run.keys("scale/")]
-    layers = pick_layers(names)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
-    for name in layers:
-        steps, values = run.series(f"scale/{name}")
-        axes[0].plot(steps, values, label=name)
-    axes[0].set(xlabel="step", ylabel="scale s", title="(a) step-size scales per layer")
-    axes[0].legend(fontsize=7)
-    gain_layers = [n for n in layers if f"gain/{n}" in run.gains][:2] or \
-        [k[len("gain/"):] for k in run.gains if k.startswith("gain/")][:2]
-    for name, style in zip(gain_layers, ("-", "--")):
-        axes[1].plot(run.gains["step"], run.gains[f"gain/{name}"], style, lw=0.9)
-    styles = ", ".join(f"{name} ({style})" for name, style in zip(gain_layers, ("solid", "dashed")))
-    axes[1].set(xlabel="step", ylabel="gain p", title=f"(b) gains of sampled coordinates\n{styles}")
-    fig.suptitle(f"{run.arm}, seed {run.config.get('seed')}", fontsize=9)
+    chosen = pick_layers(scale_names(runs[0]), layers)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for name, color in zip(chosen, colors):
+        band(axes[0], runs, f"scale/{name}", name, color)
+        steps, gains = pooled_gains(runs, name)
+        if gains.size:
+            q10, q50, q90 = np.quantile(gains, [0.1, 0.5, 0.9], axis=1)
+            axes[1].plot(steps, q50, color=color, label=f"{name} ({gains.shape[1]} coordinates)")
+            axes[1].fill_between(steps, q10, q90, color=color, alpha=0.15)
+    axes[0].set(xlabel="step", ylabel="scale s", title="(a) step-size scale per layer: mean ± std over seeds")
+    axes[1].set(xlabel="step", ylabel="gain p", title="(b) gains: median and 10-90% of sampled coordinates")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    seeds = sorted(r.config.get("seed") for r in runs)
+    fig.suptitle(f"{runs[0].arm}, seeds {seeds}", fontsize=10)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=150)
+    fig.savefig(out.with_suffix(".pdf"))
     plt.close(fig)
     return out
 
@@ -61,9 +128,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--layers", nargs="*", default=(), help="the parameter names to draw (default: see above)")
     args = parser.parse_args(argv)
-    out = figure(funnel_runs(args.root), args.out)
-    print(f"wrote {out}" if out else f"no finished Funnel run under {args.root}")
+    runs = funnel_runs(args.root)
+    out = figure(runs, args.out, tuple(args.layers))
+    print("\n".join([f"wrote {out}", *describe(runs)]) if out else f"no finished Funnel run under {args.root}")
 
 
 if __name__ == "__main__":

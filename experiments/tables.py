@@ -29,9 +29,10 @@ def protocol_text(study: dict) -> str:
             f"{study['seeds']}, paired (same init, same data order for every method).")
 
 
-def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: str, same_task: bool
-             ) -> tuple[list[dict], float]:
-    """The rows, and the target: the baseline's median final `metric` (what steps-to-target counts up to)."""
+def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: str, same_task: bool,
+             paper_gaps: dict[str, str] | None = None) -> tuple[list[dict], float]:
+    """The rows, and the target: the baseline's median final `metric` (what steps-to-target counts up to).
+    `paper_gaps`: the paper's gap for each row, as text naming its source, where it is not computed from `paper`."""
     base = arms[baseline]
     if not base.finished:
         raise ValueError(f"no run of the baseline {base.label!r} finished: nothing to compare against")
@@ -47,9 +48,10 @@ def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: 
         p, ref = paper.get(name), paper.get(baseline)
         row = {"method": arm.label, "finals": f"{len(arm.finished)}/{len(arm.runs)}",
                "diverged": sum(analysis.diverged(r) for r in arm.runs),
-               "top-1 (%)": analysis.fmt(t1[0], t1[1]), "top-5 (%)": analysis.fmt(t5[0], t5[1]),
-               "paper top-1": analysis.fmt(p[0], p[1]) if p else "–",
-               "paper top-5": analysis.fmt(p[2], p[3]) if p else "–"}
+               "top-1 (%)": analysis.fmt(t1[0], t1[1]), "top-5 (%)": analysis.fmt(t5[0], t5[1])}
+        if paper:
+            row["paper top-1"] = analysis.fmt(p[0], p[1]) if p else "–"
+            row["paper top-5"] = analysis.fmt(p[2], p[3]) if p else "–"
         if same_task:
             row["top-1 − paper"] = f"{t1[0] - p[0]:+.2f}" if p and math.isfinite(t1[0]) else "–"
         row["steps to target (median)"] = compare.median_text(list(steps[name].values()))
@@ -62,7 +64,10 @@ def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: 
             row["steps − baseline"] = compare.paired_cell(diff, word, 0)
         else:
             row["top-1 − baseline"] = row["steps − baseline"] = "(baseline)"
-        row["paper's gap to baseline"] = f"{p[0] - ref[0]:+.2f}" if p and ref and name != baseline else "–"
+        if paper_gaps is not None:
+            row["paper's gap to baseline"] = paper_gaps.get(name, "–")
+        else:
+            row["paper's gap to baseline"] = f"{p[0] - ref[0]:+.2f}" if p and ref and name != baseline else "–"
         rows.append(row)
     return rows, target
 
@@ -75,9 +80,11 @@ class Artefact:
     title: str
     intro: str
     paper: Paper
+    paper_gaps: dict[str, str] | None = None  # another task's gaps, as text with their source (see rows_for)
     baseline: str = "momentum_schedule"  # the study's method every other is paired against
     same_task: bool = True  # ours and the paper's accuracies are comparable (same data and model)
     scales_figure: str | None = None  # Figure 4's scales and gains of the fair Funnel's finals, into this file
+    figure_layers: tuple[str, ...] = ()  # the layers Figure 4 draws (default: experiments/fig4_scales_gains.py)
     funnel: str = "funnel"
     target_metric: str | None = None  # what steps-to-target reads (default: the study's selection metric)
     not_run: tuple[str, list[str], str] | None = None  # (why, commands, compute)
@@ -88,16 +95,20 @@ class Artefact:
         out.mkdir(parents=True, exist_ok=True)
         study = record["study"]
         metric = self.target_metric or study["metric"]
-        rows, target = rows_for(arms, self.paper, self.baseline, metric, self.same_task)
+        rows, target = rows_for(arms, self.paper, self.baseline, metric, self.same_task, self.paper_gaps)
         with open(out / "table.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
             writer.writeheader()
             writer.writerows(rows)
-        figures = []
+        figures, description = [], []
         if self.scales_figure and self.funnel in arms and arms[self.funnel].finished:
-            from experiments.fig4_scales_gains import figure
+            from experiments.fig4_scales_gains import describe, figure
 
-            figures.append(figure(arms[self.funnel].finished, out / self.scales_figure))
+            finals = arms[self.funnel].finished
+            figures.append(figure(finals, out / self.scales_figure, self.figure_layers))
+            description = ["## Figure 4: scales and gains", "",
+                           f"From the finals of “{arms[self.funnel].label}”. The paper's description, checked:", "",
+                           *[f"- {line}" for line in describe(finals)], ""]
         runs = [r for arm in arms.values() for r in arm.runs] + compare.tuning_runs(root, record)
         prov = provenance(runs, [f"python -m experiments.protocol {self.study} --root <runs>",
                                  f"python -m experiments.{self.name} <runs> --out {out}"])
@@ -110,7 +121,7 @@ class Artefact:
               "paired difference a miss counts as the whole run, which can only understate a difference).", "",
               "## Results", "", *compare.markdown_table(rows), "",
               "## Tuning", "", *compare.markdown_table(compare.tuning_rows(record)), "",
-              *[f"![{f.stem}]({f.name})" for f in figures], "", markdown(prov)]
+              *description, *[f"![{f.stem}]({f.name})" for f in figures], "", markdown(prov)]
         (out / "table.md").write_text("\n".join(md))
         (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
         summary = {"title": self.title, "baseline": self.baseline, "target": target, "study": study,

@@ -81,3 +81,18 @@ def epoch_batches(n: int, global_batch: int, drop_last: bool, seed: int, phase: 
 def shard(indices: Tensor, rank: int, world_size: int) -> Tensor:
     """This rank's part of a global batch (or of an evaluation set)."""
     return indices[rank::world_size]
+
+
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None, pad: int = 4) -> torch.Tensor:
+    """Per sample: a random HxW crop of the zero-padded image, then a horizontal flip with probability 1/2."""
+    n, c, h, w = x.shape
+    device = gen.device if gen is not None else torch.device("cpu")
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=device).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=device).to(x.device)
+    flip = (torch.rand(n, 1, generator=gen, device=device) < 0.5).to(x.device)
+    rows = dy + torch.arange(h, device=x.device)  # (n, h)
+    cols = torch.arange(w, device=x.device).expand(n, w)
+    cols = dx + torch.where(flip, w - 1 - cols, cols)  # (n, w)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    out = padded.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w + 2 * pad))
+    return out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))

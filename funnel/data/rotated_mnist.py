@@ -15,7 +15,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from .base import Phase, TaskData, TensorSet
+from .base import Phase, TaskData, TensorSet, random_crop_flip
 from .sources import load_fashion_mnist, load_mnist, load_mnist_5k
 
 BASES = ("mnist", "mnist_5k", "fashion_mnist")
@@ -37,9 +37,14 @@ def _split(n: int, parts: int, gen: torch.Generator) -> list[torch.Tensor]:
 def build_rotated_mnist(base: str = "mnist_5k", root: str | Path = "data", download: bool = False,
                         angles=(0, 45, 90), phases=(90, 0, 45), val_size: int = 5000,
                         split_fractions=(0.6, 0.2, 0.2), noise_threshold: float = 1e-2, seed: int = 0,
-                        mnist_5k_path: str | None = None, name: str = "rotated_mnist") -> TaskData:
+                        mnist_5k_path: str | None = None, name: str = "rotated_mnist", augment: bool = False,
+                        crop_pad: int = 2) -> TaskData:
     """Build the dataset. `val_size` is held out of the training images for mnist and fashion_mnist; mnist_5k has
-    no test split, so its 5,000 digits are shuffled and split by `split_fractions` (train, val, test)."""
+    no test split, so its 5,000 digits are shuffled and split by `split_fractions` (train, val, test).
+    `augment`: training batches get a random 28x28 crop of the image zero-padded by `crop_pad` pixels and a
+    horizontal flip with probability 1/2 (drawn on the device, per step; the evaluation sets are never augmented)."""
+    if crop_pad < 0:
+        raise ValueError(f"dataset.crop_pad must be >= 0, got {crop_pad}")
     if base not in BASES:
         raise ValueError(f"Unknown dataset.base {base!r}; valid: {', '.join(BASES)}")
     angles, phases = [float(a) for a in angles], [float(a) for a in phases]
@@ -78,5 +83,6 @@ def build_rotated_mnist(base: str = "mnist_5k", root: str | Path = "data", downl
         eval_sets = {f"{split}/{key(a)}": subsets[split][a] for split in ("val", "test") for a in angles}
     return TaskData(
         name=name, input_shape=(1, 28, 28), num_classes=10, phases=phase_list, eval_sets=eval_sets,
-        info=dict(base=base, angles=angles, phases=phases, seed=seed,
+        train_transform=(lambda x, gen: random_crop_flip(x, gen, crop_pad)) if augment else None,
+        info=dict(base=base, angles=angles, phases=phases, seed=seed, augment=augment,
                   sizes={split: {key(a): len(s) for a, s in subsets[split].items()} for split in subsets}))

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from funnel.data import DatasetNotFoundError
-from funnel.data.base import epoch_batches, shard, steps_per_epoch
-from funnel.data.cifar10 import build_cifar10, random_crop_flip
+from funnel.data.base import epoch_batches, random_crop_flip, shard, steps_per_epoch
+from funnel.data.cifar10 import build_cifar10
 from funnel.data.imagenet import build_imagenet
 from funnel.data.rotated_mnist import build_rotated_mnist, rotate_and_noise
 
@@ -46,6 +46,22 @@ def test_rotation_then_noise():
     rotated = torch.rot90(x.unsqueeze(1).float() / 255, 1, dims=(2, 3))
     kept = rotated >= 1e-2
     assert torch.allclose(out90[kept], rotated[kept], atol=1e-6)
+
+
+def test_fashion_mnist_augments_training_batches_only(fake_data):
+    plain = build_rotated_mnist("mnist", root=fake_data, val_size=60, angles=(0,), phases=(0,), noise_threshold=0)
+    data = build_rotated_mnist("mnist", root=fake_data, val_size=60, angles=(0,), phases=(0,), noise_threshold=0,
+                               augment=True, crop_pad=3)
+    assert plain.train_transform is None and torch.equal(data.eval_sets["val"].x, plain.eval_sets["val"].x)
+    x = data.phases[0].train.x[:8]
+    out = data.train_transform(x, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (3, 3, 3, 3))
+    for i in range(8):  # each image is a 28x28 window of the 3-pixel padded one, maybe flipped
+        windows = [padded[i, :, r:r + 28, c:c + 28] for r in range(7) for c in range(7)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+    assert not torch.equal(out, x)
+    with pytest.raises(ValueError, match="crop_pad must be >= 0"):
+        build_rotated_mnist("mnist", root=fake_data, val_size=60, crop_pad=-1)
 
 
 def test_rotated_mnist_is_reproducible(fake_data):

@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments import analysis
+from experiments.fig4_scales_gains import describe, figure
 from experiments.runs import Run
 
 
@@ -91,3 +93,31 @@ def test_claim_verdicts_from_the_paired_words():
     assert verdict_from(["higher", "lower"], "higher", "lower") == PARTLY  # the evidence lines show the reversal
     assert verdict_from(["lower", same], "higher", "lower") == NOT_HOLD
     assert verdict_from([], "higher", "lower") == NOT_TESTED
+
+
+def funnel_run(seed: int, scales: dict[str, list[float]], gains: dict[str, list[list[float]]]) -> Run:
+    steps = list(range(0, 10 * len(next(iter(scales.values()))), 10))
+    metrics = [{"step": s, **{f"scale/{n}": v[i] for n, v in scales.items()}} for i, s in enumerate(steps)]
+    arrays = {"step": np.asarray(steps), **{f"gain/{n}": np.asarray(g) for n, g in gains.items()}}
+    summary = {"status": "finished", "final": {}, "config": {"seed": seed, "label": "Funnel"}}
+    return Run(Path(f"run{seed}"), f"run{seed}", metrics, summary, arrays)
+
+
+def test_figure4_description_counts_decays_rates_and_rising_gains(tmp_path):
+    # layer a: scale 1 -> 0.5 (seed 0) and 1 -> 0.3 (seed 1), mean ratio 0.4; layer b: 1 -> 0.1 and 1 -> 0.1.
+    # Gains (steps x coordinates): in a, coordinate 0 rises 1 -> 1.2 then falls to 1.0 (rises first), coordinate 1
+    # only falls; in b, nothing rises 5%.
+    a_gains = [[1.0, 1.0], [1.2, 0.9], [1.0, 0.8]]
+    b_gains = [[1.0, 1.0], [1.04, 0.9], [1.0, 0.9]]
+    runs = [funnel_run(0, {"a": [1, 0.7, 0.5], "b": [1, 0.5, 0.1]}, {"a": a_gains, "b": b_gains}),
+            funnel_run(1, {"a": [1, 0.6, 0.3], "b": [1, 0.2, 0.1]}, {"a": a_gains, "b": b_gains})]
+    lines = describe(runs)
+    assert lines[0].startswith("All scales decay: yes: 2 of 2 layers")
+    assert "from 0.1 (`b`) to 0.4 (`a`)" in lines[1]
+    assert "yes: 2 of 8 sampled coordinates (25.0%)" in lines[2]  # coordinate 0 of a, in each of the 2 seeds
+    growing = funnel_run(0, {"a": [1, 2, 3], "b": [1, 0.5, 0.1]}, {"a": a_gains})
+    assert describe([growing])[0].startswith("All scales decay: no: 1 of 2")
+    out = figure(runs, tmp_path / "fig4.png", ("a", "b"))
+    assert out.stat().st_size > 10_000 and out.with_suffix(".pdf").exists()
+    with pytest.raises(ValueError, match=r"layers \['c'\] have no scale"):
+        figure(runs, tmp_path / "x.png", ("a", "c"))
