@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ def protocol_text(study: dict) -> str:
 
 
 def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: str, same_task: bool,
-             paper_gaps: dict[str, str] | None = None) -> tuple[list[dict], float]:
-    """The rows, and the target: the baseline's median final `metric` (what steps-to-target counts up to).
+             paper_gaps: dict[str, str] | None = None) -> tuple[list[dict], float, dict[str, dict]]:
+    """The rows; the target: the baseline's median final `metric` (what steps-to-target counts up to); and each
+    method's paired top-1 difference to the baseline as numbers (mean, low, high, wins, n, verdict), for the ledger.
     `paper_gaps`: the paper's gap for each row, as text naming its source, where it is not computed from `paper`."""
     base = arms[baseline]
     if not base.finished:
@@ -41,7 +43,7 @@ def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: 
     top1 = {name: arm.by_seed(lambda r: analysis.final(r, TOP1)) for name, arm in arms.items()}
     to_target = {name: arm.by_seed(lambda r: analysis.time_to_target(r, metric, target)) for name, arm in arms.items()}
     steps = {name: {s: (v or (None, None))[0] for s, v in d.items()} for name, d in to_target.items()}
-    rows = []
+    rows, differences = [], {}
     for name, arm in arms.items():
         t1 = analysis.mean_std([v for v in top1[name].values() if v is not None])
         t5 = analysis.mean_std([analysis.final(r, TOP5) for r in arm.finished])
@@ -59,7 +61,9 @@ def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: 
         row["seconds to target (median)"] = compare.median_text(seconds, 1)
         if name != baseline:
             diff = stats.paired(top1[name], top1[baseline])
-            row["top-1 − baseline"] = compare.paired_cell(diff, stats.verdict(diff, "higher", "lower"))
+            word = stats.verdict(diff, "higher", "lower")
+            row["top-1 − baseline"] = compare.paired_cell(diff, word)
+            differences[name] = {**dataclasses.asdict(diff), "verdict": word}
             diff, word = stats.time_verdict(steps[name], steps[baseline], budget)
             row["steps − baseline"] = compare.paired_cell(diff, word, 0)
         else:
@@ -69,7 +73,7 @@ def rows_for(arms: dict[str, compare.Arm], paper: Paper, baseline: str, metric: 
         else:
             row["paper's gap to baseline"] = f"{p[0] - ref[0]:+.2f}" if p and ref and name != baseline else "–"
         rows.append(row)
-    return rows, target
+    return rows, target, differences
 
 
 @dataclass(frozen=True)
@@ -95,20 +99,22 @@ class Artefact:
         out.mkdir(parents=True, exist_ok=True)
         study = record["study"]
         metric = self.target_metric or study["metric"]
-        rows, target = rows_for(arms, self.paper, self.baseline, metric, self.same_task, self.paper_gaps)
+        rows, target, differences = rows_for(arms, self.paper, self.baseline, metric, self.same_task,
+                                             self.paper_gaps)
         with open(out / "table.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
             writer.writeheader()
             writer.writerows(rows)
-        figures, description = [], []
+        figures, description, checks = [], [], []
         if self.scales_figure and self.funnel in arms and arms[self.funnel].finished:
-            from experiments.fig4_scales_gains import describe, figure
+            from experiments.fig4_scales_gains import describe, figure, sentence
 
             finals = arms[self.funnel].finished
             figures.append(figure(finals, out / self.scales_figure, self.figure_layers))
+            checks = describe(finals)
             description = ["## Figure 4: scales and gains", "",
                            f"From the finals of “{arms[self.funnel].label}”. The paper's description, checked:", "",
-                           *[f"- {line}" for line in describe(finals)], ""]
+                           *[f"- {sentence(c)}" for c in checks], ""]
         runs = [r for arm in arms.values() for r in arm.runs] + compare.tuning_runs(root, record)
         prov = provenance(runs, [f"python -m experiments.protocol {self.study} --root <runs>",
                                  f"python -m experiments.{self.name} <runs> --out {out}"])
@@ -125,7 +131,8 @@ class Artefact:
         (out / "table.md").write_text("\n".join(md))
         (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
         summary = {"title": self.title, "baseline": self.baseline, "target": target, "study": study,
-                   "rows": {name: row for name, row in zip(arms, rows)}}
+                   "rows": {name: row for name, row in zip(arms, rows)}, "top1_vs_baseline": differences,
+                   "figure4": checks}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return rows
 

@@ -40,7 +40,7 @@ def tiny(experiment: str, data_root: Path) -> list[str]:
     per_experiment["peers_rotated_fashion"] = per_experiment["rotated_mnist"]
     per_experiment["peers_rotated_mnist5k"] = [f"dataset.mnist_5k_path={data_root}/mnist_5k.csv.gz",
                                                "trainer.batch_size=100", "trainer.eval_batch_size=100"]
-    per_experiment["peers_cnn_fashion"] = per_experiment["cnn_fashion"]
+    per_experiment["peers_cnn_fashion"] = per_experiment["table1_fashion"] = per_experiment["cnn_fashion"]
     return per_experiment[experiment] + ["trainer.max_steps=2", "trainer.log_every=1", "trainer.eval_every=2",
                                          "trainer.checkpoint_every=0", *QUIET]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import analysis
-from experiments.fig4_scales_gains import describe, figure
+from experiments.fig4_scales_gains import describe, figure, sentence
 from experiments.runs import Run
 
 
@@ -95,6 +95,29 @@ def test_claim_verdicts_from_the_paired_words():
     assert verdict_from([], "higher", "lower") == NOT_TESTED
 
 
+def test_table1_claim_needs_the_gap_and_a_funnel_interval_above_minus_one_point():
+    from experiments.claims import HOLDS, NOT_HOLD, NOT_TESTED, PARTLY, claim_figure4, claim_no_schedule
+
+    def diff(mean, low, high, verdict):
+        return {"mean": mean, "low": low, "high": high, "wins": 0, "n": 5, "verdict": verdict}
+
+    def summary(gap, funnel):
+        rows = {n: {"method": n} for n in ("momentum_schedule", "momentum_paper", "funnel")}
+        return {"title": "t", "baseline": "momentum_schedule", "rows": rows,
+                "top1_vs_baseline": {"momentum_paper": gap, "funnel": funnel}}
+
+    gap, no_gap = diff(-4.8, -5.5, -4.1, "lower"), diff(-0.3, -0.9, 0.3, "no detectable difference")
+    close, far = diff(-0.2, -0.8, 0.4, "no detectable difference"), diff(-0.5, -1.6, 0.6, "no detectable difference")
+    assert claim_no_schedule(summary(gap, close))[0] == HOLDS
+    assert claim_no_schedule(summary(gap, far))[0] == PARTLY  # no difference found, but a 1.6-point loss not ruled out
+    assert claim_no_schedule(summary(gap, diff(-2, -3, -1, "lower")))[0] == PARTLY
+    assert claim_no_schedule(summary(no_gap, diff(-2, -3, -1, "lower")))[0] == NOT_HOLD
+    assert claim_no_schedule(None)[0] == NOT_TESTED
+    checks = [{"claim": "a", "holds": True, "evidence": "e"}, {"claim": "b", "holds": False, "evidence": "e"}]
+    assert claim_figure4({"figure4": checks})[0] == PARTLY and claim_figure4({"figure4": checks[:1]})[0] == HOLDS
+    assert claim_figure4({})[0] == NOT_TESTED
+
+
 def funnel_run(seed: int, scales: dict[str, list[float]], gains: dict[str, list[list[float]]]) -> Run:
     steps = list(range(0, 10 * len(next(iter(scales.values()))), 10))
     metrics = [{"step": s, **{f"scale/{n}": v[i] for n, v in scales.items()}} for i, s in enumerate(steps)]
@@ -111,12 +134,14 @@ def test_figure4_description_counts_decays_rates_and_rising_gains(tmp_path):
     b_gains = [[1.0, 1.0], [1.04, 0.9], [1.0, 0.9]]
     runs = [funnel_run(0, {"a": [1, 0.7, 0.5], "b": [1, 0.5, 0.1]}, {"a": a_gains, "b": b_gains}),
             funnel_run(1, {"a": [1, 0.6, 0.3], "b": [1, 0.2, 0.1]}, {"a": a_gains, "b": b_gains})]
-    lines = describe(runs)
+    lines = [sentence(c) for c in describe(runs)]
     assert lines[0].startswith("All scales decay: yes: 2 of 2 layers")
-    assert "from 0.1 (`b`) to 0.4 (`a`)" in lines[1]
+    assert lines[1].startswith("At different rates: yes:") and "from 0.1 (`b`) to 0.4 (`a`)" in lines[1]
     assert "yes: 2 of 8 sampled coordinates (25.0%)" in lines[2]  # coordinate 0 of a, in each of the 2 seeds
     growing = funnel_run(0, {"a": [1, 2, 3], "b": [1, 0.5, 0.1]}, {"a": a_gains})
-    assert describe([growing])[0].startswith("All scales decay: no: 1 of 2")
+    assert sentence(describe([growing])[0]).startswith("All scales decay: no: 1 of 2")
+    alike = funnel_run(0, {"a": [1, 0.5, 0.3], "b": [1, 0.5, 0.2]}, {"a": b_gains})
+    assert [c["holds"] for c in describe([alike])] == [True, False, False]
     out = figure(runs, tmp_path / "fig4.png", ("a", "b"))
     assert out.stat().st_size > 10_000 and out.with_suffix(".pdf").exists()
     with pytest.raises(ValueError, match=r"layers \['c'\] have no scale"):
