@@ -2,9 +2,9 @@
 coordinates sampled in those layers; with the paper's description of them checked in words.
 
 Drawn from every finished Funnel run given (one per seed): the scales as the mean over seeds with a +-1 std band, the
-gains as the median and the 10-90% quantile band over the sampled coordinates of all seeds. The layers: two
-depthwise and two pointwise convolutions of MobileNetV1 (as the paper shows), else the ones named, else the first
-two and last two weights.
+gains as the median and the 10-90% quantile band over the sampled coordinates of all seeds. The layers: the ones
+named, else two depthwise and two pointwise convolutions of MobileNetV1 (as the paper shows), else the first two
+and last two weights.
 
     python -m experiments.fig4_scales_gains multirun/mobilenet_cifar10 --out results/mobilenet_cifar10/figure4.png
 """

@@ -4,7 +4,7 @@ Every run under ROOT is Momentum on Fashion-MNIST with the staircase schedule (x
 runs whose resolved configs differ only in the schedule are paired, and the gap (scheduled - constant, final test
 top-1) is reported per setting with mean ± std over the seeds that ran, the runs that were not ok (chance-level,
 diverged), and the wall time each took. Runs stopped by hand (no summary.json) have no result and are left out
-of the table; the README that holds it counts them. Writes the table as markdown.
+of the table; the results README counts them. Writes the table as markdown.
 
     python -m scripts.schedule_gap_search /work/search/table1_fashion --out results/table1_cpu_fashion/search.md
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import analysis
+from experiments import analysis, compare
 from experiments.runs import find_runs
+
 
 def setting_of(run) -> tuple[bool, tuple, int]:
     """(scheduled?, the setting, seed) read off the run's resolved config."""
@@ -29,8 +30,6 @@ def setting_of(run) -> tuple[bool, tuple, int]:
 
 
 def status(run) -> str:
-    if run.summary is None:
-        return "stopped"  # ended by hand before it finished: no result
     if not analysis.finished(run):
         return run.summary["status"]
     return "chance" if analysis.final(run, "test/top1") < 20 else "ok"
@@ -47,22 +46,22 @@ def main(argv=None) -> None:
             continue
         scheduled, setting, seed = setting_of(run)
         cells[setting][scheduled][seed] = run
-    header = ["width", "BatchNorm", "crop + flip", "weight decay", "epochs", "lr", "seeds", "scheduled top-1",
-              "constant top-1", "gap", "runs not ok", "wall s per run"]
-    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     top1 = lambda r: analysis.final(r, "test/top1")
+    rows = []
     for setting in sorted(cells):
         sched, const = cells[setting][True], cells[setting][False]
         s = {k: top1(r) for k, r in sched.items()}
         c = {k: top1(r) for k, r in const.items()}
         gaps = [s[k] - c[k] for k in s if k in c and s[k] is not None and c[k] is not None]
-        bad = [f"{status(r)}" for r in [*sched.values(), *const.values()] if status(r) != "ok"]
-        walls = [r.summary["wall_time_s"] for r in [*sched.values(), *const.values()]]
-        cols = [*(str(v) for v in setting), str(sorted(set(s) | set(c))),
-                analysis.fmt(*analysis.mean_std(list(s.values()))[:2]),
-                analysis.fmt(*analysis.mean_std(list(c.values()))[:2]),
-                analysis.fmt(*analysis.mean_std(gaps)[:2]), ", ".join(bad) or "0", f"{np.mean(walls):.0f}"]
-        rows.append("| " + " | ".join(cols) + " |")
+        runs = [*sched.values(), *const.values()]
+        bad = [word for word in map(status, runs) if word != "ok"]
+        rows.append({**dict(zip(("width", "BatchNorm", "crop + flip", "weight decay", "epochs", "lr"), setting)),
+                     "seeds": sorted(set(s) | set(c)),
+                     "scheduled top-1": analysis.fmt(*analysis.mean_std(list(s.values()))[:2]),
+                     "constant top-1": analysis.fmt(*analysis.mean_std(list(c.values()))[:2]),
+                     "gap": analysis.fmt(*analysis.mean_std(gaps)[:2]), "runs not ok": ", ".join(bad) or "0",
+                     "wall s per run": f"{np.mean([r.summary['wall_time_s'] for r in runs]):.0f}"})
+    rows = compare.markdown_table(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(rows) + "\n")
     print("\n".join(rows))

@@ -1,6 +1,7 @@
 """The numbers read off runs, against values computed by hand."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -146,3 +147,32 @@ def test_figure4_description_counts_decays_rates_and_rising_gains(tmp_path):
     assert out.stat().st_size > 10_000 and out.with_suffix(".pdf").exists()
     with pytest.raises(ValueError, match=r"layers \['c'\] have no scale"):
         figure(runs, tmp_path / "x.png", ("a", "c"))
+
+
+def test_schedule_gap_search_pairs_runs_that_differ_only_in_the_schedule(tmp_path):
+    from scripts.schedule_gap_search import main
+
+    def write(name, schedule, seed, top1, lr=0.05, status="finished"):
+        config = {"schedule": {"_target_": f"funnel.train.schedules.{schedule}"}, "seed": seed,
+                  "model": {"width": 16, "batch_norm": True}, "dataset": {"augment": True},
+                  "optimizer": {"lr": lr, "weight_decay": 5e-3}, "trainer": {"epochs": 2}}
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text('{"step": 0}\n')
+        summary = {"status": status, "final": {"test/top1": top1}, "config": config, "wall_time_s": 100.0 + seed}
+        (run / "summary.json").write_text(json.dumps(summary))
+
+    write("a", "Staircase", 0, 88.0)
+    write("b", "Constant", 0, 85.0)
+    write("c", "Staircase", 1, 87.0)
+    write("d", "Constant", 1, 83.0)
+    write("e", "Staircase", 0, 10.0, lr=0.2)  # chance level: counted, not dropped
+    write("f", "Constant", 0, 12.0, lr=0.2, status="diverged")
+    (tmp_path / "runs" / "stopped").mkdir()  # stopped by hand: metrics but no summary, left out
+    (tmp_path / "runs" / "stopped" / "metrics.jsonl").write_text('{"step": 0}\n')
+    main([str(tmp_path / "runs"), "--out", str(tmp_path / "search.md")])
+    lines = (tmp_path / "search.md").read_text().splitlines()
+    assert len(lines) == 4
+    assert lines[2] == ("| 16 | True | True | 0.005 | 2 | 0.05 | [0, 1] | 87.50 ± 0.71 | 84.00 ± 1.41 | 3.50 ± 0.71 "
+                        "| 0 | 100 |")
+    assert lines[3] == "| 16 | True | True | 0.005 | 2 | 0.2 | [0] | 10.00 | – | – | chance, diverged | 100 |"
