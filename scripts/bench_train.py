@@ -1,9 +1,11 @@
 """Training-step throughput of the runner against a bare hand-written torch loop on the same data, model, batch and
-optimizer, so that the runner's own overhead (data, logging, optimizer stats, records) is visible. The runner logs
-every 50 steps (train loss, lr, scales and gain quantiles to metrics.jsonl); neither side evaluates. Rounds of the
-two alternate in one process; the first 50 steps of every round are warm-up.
+optimizer, so that the runner's own overhead (data, logging, optimizer stats, records) is visible; and Funnel's share
+of a training step: the same runner with Funneled Momentum (its default path and fused) against torch's SGD momentum.
+The runner logs every 50 steps (train loss, lr, scales and gain quantiles to metrics.jsonl); nothing evaluates.
+Rounds alternate in one process; the first 50 steps of every round are warm-up (and hold the fused path's compile).
 
     python -m scripts.bench_train [--workloads logreg small_cnn mobilenet_v1] [--rounds 4]
+    python -m scripts.bench_train --quick      # the small CNN, 1 round of 100 steps: a check that it runs
 """
 from __future__ import annotations
 
@@ -104,23 +106,54 @@ def bare_round(cfg, steps: int) -> list[float]:
     return windows[1:]
 
 
+# Funnel's share: the arm of each workload's torch momentum with the same lr, momentum and weight decay
+TORCH_MOMENTUM_ARM = {"small_cnn": "arm=cnn_momentum", "mobilenet_v1": "arm=cifar_momentum"}
+SHARE_SIDES = {"torch momentum": [], "Funnel (default path)": [], "Funnel (fused)": ["optimizer.fused=true"]}
+SHARE_TARGET = 0.03  # at most 3% more time per training step than the runner with torch momentum
+
+
+def timing_overrides(steps: int) -> list[str]:
+    return ["logger=none", "trainer.progress_bar=false", "trainer.resume=false", f"trainer.max_steps={steps}",
+            f"trainer.log_every={WINDOW}", "trainer.eval_every=1000000", "trainer.eval_at_start=false",
+            "trainer.checkpoint_every=0", "trainer.num_workers=0"]
+
+
+def funnel_share(name: str, overrides: list[str], steps: int, rounds: int, tmp: Path) -> dict:
+    """Per-step seconds of the runner with Funnel (default path, fused) and with torch momentum, in rotating order."""
+    arm = next(o for o in overrides if o.startswith("arm="))
+    sides = {side: compose([o for o in overrides if o != arm] + [TORCH_MOMENTUM_ARM[name]] + timing_overrides(steps))
+             if side == "torch momentum" else compose(overrides + extra + timing_overrides(steps))
+             for side, extra in SHARE_SIDES.items()}
+    windows = {side: [] for side in sides}
+    order = list(sides)
+    for r in range(rounds):
+        for side in order[r % 3:] + order[:r % 3]:  # each side first once every three rounds
+            windows[side] += runner_round(sides[side], steps, tmp / f"share-{name}-{r}-{order.index(side)}")
+    base = statistics.median(windows["torch momentum"])
+    return {side: {"step_s": statistics.median(w), "extra": statistics.median(w) / base - 1, "windows": w}
+            for side, w in windows.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=["logreg", "small_cnn", "mobilenet_v1"])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--out", default="results/bench/train_step.md")
+    parser.add_argument("--out", help="default results/bench/train_step.md; with --quick, nothing is written")
+    parser.add_argument("--quick", action="store_true", help="the small CNN only, 1 round of 100 steps")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.workloads, args.rounds = ["small_cnn"], 1
+    elif args.out is None:
+        args.out = "results/bench/train_step.md"
     resolvers.register()
-    results = {}
+    results, shares = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, (overrides, steps, description) in workloads(tmp).items():
             if name not in args.workloads:
                 continue
-            cfg = compose(overrides + ["logger=none", "trainer.progress_bar=false", "trainer.resume=false",
-                                       f"trainer.max_steps={steps}", f"trainer.log_every={WINDOW}",
-                                       "trainer.eval_every=1000000", "trainer.eval_at_start=false",
-                                       "trainer.checkpoint_every=0", "trainer.num_workers=0"])
+            steps = 2 * WINDOW if args.quick else steps
+            cfg = compose(overrides + timing_overrides(steps))
             bare, runner = [], []
             for r in range(args.rounds):
                 # ABBA order: a machine that slows down (or speeds up) steadily over the rounds favours neither side
@@ -135,14 +168,22 @@ def main(argv=None) -> None:
                              "bare_samples_per_s": batch / b, "runner_samples_per_s": batch / m,
                              "runner_over_bare_time": m / b, "windows": {"bare": bare, "runner": runner}}
             print(f"{name}: bare {1e3 * b:.1f} ms/step, runner {1e3 * m:.1f} ms/step, ratio {m / b:.3f}", flush=True)
-    write(results, args)
+            if name in TORCH_MOMENTUM_ARM:
+                rounds = 1 if args.quick else max(args.rounds, 3)
+                shares[name] = {"description": description,
+                                "sides": funnel_share(name, overrides, steps, rounds, tmp)}
+                print(name, {k: f"{1e3 * v['step_s']:.1f} ms ({100 * v['extra']:+.1f}%)"
+                             for k, v in shares[name]["sides"].items()}, flush=True)
+    write(results, shares, args)
 
 
 TARGETS = {"logreg": ("runner samples/s over bare", 0.9, ">="), "small_cnn": ("runner time over bare", 1.05, "<="),
            "mobilenet_v1": ("runner time over bare", 1.05, "<=")}
 
 
-def write(results: dict, args) -> None:
+def write(results: dict, shares: dict, args) -> None:
+    if args.out is None:
+        return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Training-step throughput: the runner against a bare loop", "",
@@ -161,8 +202,25 @@ def write(results: dict, args) -> None:
                      f"{1e3 * r['runner_step_s']:.1f} | {r['bare_samples_per_s']:.0f} | "
                      f"{r['runner_samples_per_s']:.0f} | {label} | {value:.3f} | {op} {bound} | "
                      f"{'met' if met else 'MISSED'} |")
+    lines += ["", "## Funnel's share of a training step", "",
+              "The same runner with torch.optim.SGD(momentum) (the workload's momentum arm: same lr, momentum and "
+              f"weight decay) and with Funneled Momentum on its default path and fused; {max(args.rounds, 3)} rounds "
+              "per side in rotating order, medians over the windows after each round's first (which holds the fused "
+              f"path's compilation). Target: at most {100 * SHARE_TARGET:.0f}% more time per step than torch "
+              "momentum.", "",
+              "| workload | torch momentum ms/step | Funnel, default path ms/step | extra | Funnel, fused ms/step | "
+              "extra | best | |", "|---|---|---|---|---|---|---|---|"]
+    for r in shares.values():
+        sides, fused = r["sides"], r["sides"]["Funnel (fused)"]
+        best = min(v["extra"] for k, v in sides.items() if k != "torch momentum")
+        lines.append(f"| {r['description']} | {1e3 * sides['torch momentum']['step_s']:.1f} | "
+                     f"{1e3 * sides['Funnel (default path)']['step_s']:.1f} | "
+                     f"{100 * sides['Funnel (default path)']['extra']:+.1f}% | "
+                     f"{1e3 * fused['step_s']:.1f} | {100 * fused['extra']:+.1f}% | "
+                     f"{100 * best:+.1f}% | {'met' if best <= SHARE_TARGET else 'MISSED'} |")
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"runner_vs_bare": results, "funnel_share": shares}, indent=2)
+                                        + "\n")
     print(f"wrote {out}")
 
 

@@ -5,9 +5,7 @@ Algorithm 1 with its misprints corrected).
 """
 from __future__ import annotations
 
-import functools
 import math
-import types
 from dataclasses import dataclass
 
 import torch
@@ -23,10 +21,14 @@ from ._base import (
     check_range,
     check_unit_interval,
     clipped_exp,
+    compiled,
     dot,
+    layout,
     prepare_grad,
     prepare_grads,
+    scalar_tensor,
     state_dtype,
+    step_tensor,
 )
 from .inner import BUILTIN_PRECONDITIONERS, Preconditioner, inner_setting, make_preconditioner
 
@@ -324,41 +326,23 @@ def _single_tensor_funnel(params, grads, states, settings: FunnelSettings, lr, g
         st["step"] += 1
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled_update(settings: FunnelSettings):
-    """torch.compile of `_tensor_update` for one settings record: per tensor, one reduction pass (the scale's dot
-    product and norms) and one fused elementwise pass, on 1-d views of any length (dynamic shapes).
-
-    Each record gets its own copy of the function, with the record as a keyword default: torch.compile keeps one
-    cache per code object, limited to 8 entries, which one process would exceed with a few Funnel configurations
-    (a sweep, a benchmark) and then fail under fullgraph=True. (A functools.partial would not do: torch.compile
-    traces every partial through one shared wrapper frame.)"""
-    code = _tensor_update.__code__.replace(co_name=f"_tensor_update_{_compiled_update.cache_info().currsize}")
-    update = types.FunctionType(code, _tensor_update.__globals__, code.co_name)
-    update.__kwdefaults__ = {"update_scale": True, "settings": settings}
-    return torch.compile(update, dynamic=True, fullgraph=True)
+def _group_update(params, grads, gains, emas, nus, lasts, scales, inner_states, lr, steps, *,
+                  settings: FunnelSettings) -> None:
+    """`_tensor_update` over every tensor of a bucket: what the fused path compiles, as one graph (`_base.compiled`)."""
+    for i in range(len(params)):
+        _tensor_update(params[i], grads[i], gains[i], emas[i], nus[i], lasts[i], scales[i], inner_states[i], lr,
+                       steps[i], settings=settings, update_scale=True)
 
 
 def _fused_funnel(params, grads, states, settings: FunnelSettings, lr):
-    kernel = _compiled_update(settings)
-    scalars: dict[tuple, Tensor] = {}  # lr and step as 0-d tensors, made once per device/dtype/value (no host sync)
-
-    def scalar(value, like: Tensor) -> Tensor:
-        key = (value, like.device, like.dtype)
-        if key not in scalars:
-            scalars[key] = torch.full((), value, dtype=like.dtype, device=like.device)
-        return scalars[key]
-
-    for param, grad, st in zip(params, grads, states):
-        state_tensors = _state_args(st, settings.nesterov)
-        if param.is_contiguous() and grad.is_contiguous():
-            flat = [t if t is None or t.dim() == 0 else t.view(-1) for t in state_tensors[:-2]]
-            inner_flat = {k: v.view(-1) for k, v in st["inner"].items()}
-            kernel(param.view(-1), grad.view(-1), *flat, st["scale"], inner_flat, scalar(float(lr), st["gain"]),
-                   scalar(float(st["step"]), st["gain"]))
-        else:  # a non-contiguous tensor has no flat view: the same update, uncompiled
-            _tensor_update(param, grad, *state_tensors, lr, st["step"], settings=settings, update_scale=True)
-        st["step"] += 1
+    for idx in bucket_by_device_and_dtype(params):
+        p_, g_, st_ = [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx]
+        like = st_[0]["gain"]
+        update = compiled(_group_update, settings, layout(p_) + layout(g_))
+        update(p_, g_, *[list(t) for t in zip(*(_state_args(st, settings.nesterov) for st in st_))],
+               scalar_tensor(lr, like), step_tensor([st["step"] for st in st_], like))
+        for st in st_:
+            st["step"] += 1
 
 
 def _multi_tensor_funnel(params, grads, states, settings: FunnelSettings, lr, global_scale: bool):

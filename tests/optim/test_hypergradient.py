@@ -22,14 +22,19 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["single", "foreach"])
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_matches_reference(name, foreach):
+# the fused path compiles a graph per group and parameter layout: a few variants cover its branches
+PATHS = [(name, path) for name in VARIANTS for path in ("single", "foreach")] + \
+    [(name, "fused") for name in ("sgd-multiplicative", "sgdn", "sgd-momentum", "adam")]
+
+
+@pytest.mark.parametrize("name,path", PATHS)
+def test_matches_reference(name, path):
     base, kw = VARIANTS[name]
     groups = make_groups()
     ref = HypergradientReference([{"params": groups[0]}, {"params": groups[1], "lr": 0.005}], base, **kw)
     cls = AdamHD if base == "adam" else SGDHD
-    opt = cls([{"params": groups[0]}, {"params": groups[1], "lr": 0.005}], foreach=foreach, **kw)
+    opt = cls([{"params": groups[0]}, {"params": groups[1], "lr": 0.005}], foreach=path == "foreach",
+              fused=path == "fused", **kw)
     rates = []
     for k, grads in enumerate(gradient_stream(groups, 50)):
         set_grads(groups, grads)
