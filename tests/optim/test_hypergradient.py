@@ -83,3 +83,11 @@ def test_hypergradient_uses_all_tensors_before_any_moves():
     assert float(opt.param_groups[0]["lr"]) == pytest.approx(1.1)
     assert a[0].item() == pytest.approx(-0.1 - 1.1)
     assert b[0].item() == pytest.approx(-0.1 - 1.1)
+
+
+def test_fused_refuses_a_group_on_several_devices():
+    """The hypergradient sums <g, d_prev> over the whole group: the compiled step needs it on one device."""
+    params = [torch.zeros(3, requires_grad=True), torch.zeros(3, device="meta", requires_grad=True)]
+    with pytest.raises(ValueError, match=r"fused=True for a param group on several devices \(cpu, meta\)"):
+        SGDHD(params, lr=0.1, fused=True)
+    SGDHD(params, lr=0.1, foreach=True)  # the foreach path takes it
