@@ -38,6 +38,11 @@ BASELINES = {
     "torch SGD momentum (foreach)": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, foreach=True),
     "torch Adam (foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
 }
+# torch's own fused kernels exist on CUDA only: timed there beside the foreach baselines
+CUDA_BASELINES = {
+    "torch SGD momentum (fused)": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, fused=True),
+    "torch Adam (fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
+}
 # each optimizer's natural torch base, for the hypergradient targets
 BASES = {
     "torch SGD (foreach)": lambda ps: torch.optim.SGD(ps, lr=1e-3, foreach=True),
@@ -62,11 +67,11 @@ TARGETS = [("funnel_momentum", "torch SGD momentum (foreach)", 1.6, 11 / 8),
            ("adam_hd", "torch Adam (foreach)", 1.15, 10 / 18)]
 
 
-def candidates(fused: bool = True) -> dict:
+def candidates(fused: tuple[str, ...] = tuple(t[0] for t in TARGETS)) -> dict:
     """Every registered optimizer on its foreach path where it has one (the peers Prodigy, D-Adaptation and DoG
-    have only their own); Funneled Momentum also per-tensor (the CPU default); the optimizers with a target also
-    fused (each fused candidate compiles for minutes per model on a small CPU: the other Funnel inners share
-    their code and are left out)."""
+    have only their own); Funneled Momentum also per-tensor (the CPU default); and the `fused` ones (by default
+    the optimizers with a target) on their fused path. Each fused candidate compiles for minutes per model on a
+    small CPU: the other Funnel inners share their code and are left out."""
     out = {}
     for name, spec in REGISTRY.items():
         if "foreach" in spec.signature().parameters:
@@ -74,9 +79,8 @@ def candidates(fused: bool = True) -> dict:
         else:
             out[f"{name} (as shipped)"] = lambda ps, name=name: build_optimizer(ps, name)
     out["funnel_momentum (per-tensor)"] = lambda ps: build_optimizer(ps, "funnel_momentum", foreach=False)
-    if fused:
-        for name, *_ in TARGETS:
-            out[f"{name} (fused)"] = lambda ps, name=name: build_optimizer(ps, name, fused=True)
+    for name in fused:
+        out[f"{name} (fused)"] = lambda ps, name=name: build_optimizer(ps, name, fused=True)
     return out
 
 
@@ -140,7 +144,8 @@ def first_step_in_fresh_process(model_name: str, candidate: str, device: str) ->
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> str:
+    """Runs the benchmark; returns the targets table (as written at the top of the report)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
@@ -148,6 +153,8 @@ def main(argv=None) -> None:
     parser.add_argument("--group-size", type=int, default=5)
     parser.add_argument("--out", help="default results/bench/optim_step.md; with --quick, nothing is written")
     parser.add_argument("--quick", action="store_true", help="MobileNetV1 only, 3 rounds, no fused paths")
+    parser.add_argument("--fused", nargs="*", default=[t[0] for t in TARGETS], choices=[t[0] for t in TARGETS],
+                        help="the optimizers also timed on their fused path (default: every one with a target)")
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.rounds = ["mobilenet_v1"], 3
@@ -157,7 +164,7 @@ def main(argv=None) -> None:
     # an empty inductor cache, so that the fused paths' first steps measure a cold compile
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_optim_inductor_")
     torch.manual_seed(0)
-    cands = candidates(fused=not args.quick)
+    cands = candidates(fused=() if args.quick else tuple(args.fused))
     results = {}
     for model_name in args.models:
         model = MODELS[model_name]()
@@ -165,21 +172,22 @@ def main(argv=None) -> None:
             rows = {}
             names = list(cands)
             for i in range(0, len(names), args.group_size):
-                group = {**BASELINES, **BASES, **{n: cands[n] for n in names[i:i + args.group_size]}}
+                extra = CUDA_BASELINES if device.type == "cuda" else {}
+                group = {**BASELINES, **BASES, **extra, **{n: cands[n] for n in names[i:i + args.group_size]}}
                 measured = time_group(group, model, device, args.rounds)
                 ref = {b: measured[b]["ms"] for b in (*BASELINES, *BASES)}
                 for name in names[i:i + args.group_size]:
                     rows[name] = {**measured[name], **{f"x {b}": measured[name]["ms"] / ref[b] for b in ref}}
-                for b in (*BASELINES, *BASES):
+                for b in (*BASELINES, *BASES, *extra):
                     rows.setdefault(b, {**measured[b], **{f"x {c}": measured[b]["ms"] / ref[c] for c in ref}})
                 print(f"{model_name}/{device}: group {i // args.group_size + 1} done", flush=True)
             for name in (n for n in names if n.endswith("(fused)")):
                 rows[name]["first_step_cached_s"] = first_step_in_fresh_process(model_name, name, device.type)
             results[f"{model_name} on {device}"] = rows
-    write(results, args, devices)
+    return write(results, args, devices)
 
 
-def write(results: dict, args, devices) -> None:
+def write(results: dict, args, devices) -> str:
     out = Path(args.out or ".")
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Optimizer step cost", "",
@@ -218,10 +226,11 @@ def write(results: dict, args, devices) -> None:
                            f"{traffic:.2f} | {'met' if ratio <= bound else 'MISSED'} |")
     print("\n".join(summary))
     if args.out is None:
-        return
+        return "\n".join(summary)
     out.write_text("\n".join(lines[:4] + summary + [""] + lines[4:]) + "\n")
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
+    return "\n".join(summary)
 
 
 if __name__ == "__main__":

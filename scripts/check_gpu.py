@@ -131,7 +131,7 @@ def table1_runs() -> tuple[int, int]:
     for method in study.methods.values():
         space = load_space(method["space"], search_dir)
         if space.grid:
-            trials += math.prod(len(k.feasible_points) for k in space.knobs)
+            trials += math.prod(len(k.points) for k in space.knobs)
         elif space.knobs:
             trials += study.budget
     runs = trials + len(study.seeds) * (len(study.methods) + len(study.ablations))
@@ -232,9 +232,7 @@ def run_bench(cpu: bool, out: str | None) -> str:
     from scripts import bench_optim
     argv = ["--devices", "cpu", "--quick"] if cpu else \
         ["--devices", "cuda", "--rounds", "10", "--fused", "funnel_momentum", "funnel_adam", "--out", out]
-    captured = Path(tempfile.mkstemp(suffix=".txt")[1])
-    bench_optim.main(argv, summary_to=captured)
-    return captured.read_text()
+    return bench_optim.main(argv)
 
 
 def render(report: dict, timings: dict, name: str, args, total_s: float) -> str:

@@ -37,6 +37,7 @@ def table(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_rotated_mnist(fake_data, tmp_path):
     """The Figure 3 pipeline under the tuning protocol, 2 trials per method, 2 final seeds: every method tuned with
     the same budget at the selection seed, the finals at the picks, the report and the claims ledger."""
@@ -81,6 +82,7 @@ def test_rotated_mnist(fake_data, tmp_path):
     assert (out / "table.md").read_text() == before
 
 
+@pytest.mark.slow
 def test_table1_cpu_analogue(fake_data, tmp_path):
     """Table 1's CPU analogue under the protocol, its study in two lanes: the paper's protocol beside the fair one,
     each row paired against the scheduled baseline with the paper's gap from its source table, the untuned
@@ -126,6 +128,7 @@ def test_table1_cpu_analogue(fake_data, tmp_path):
     assert (out / "table.md").read_text() == before
 
 
+@pytest.mark.slow
 def test_mobilenet_cifar10_table1_and_figure4(fake_data, tmp_path):
     reproduce("mobilenet_cifar10", tmp_path, f"dataset.root={fake_data} {TINY['mobilenet_cifar10']}", BUDGET="1",
               SEEDS="0")
@@ -140,6 +143,7 @@ def test_mobilenet_cifar10_table1_and_figure4(fake_data, tmp_path):
     assert (out / "figure4.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_resnet50_imagenet_table2(fake_data, tmp_path):
     reproduce("resnet50_imagenet", tmp_path, TINY["resnet50_imagenet"], str(fake_data / "imagenet"),
               VAL_SIZE="3", SEEDS="0")
@@ -161,6 +165,7 @@ def test_not_run_notes(module, tmp_path):
     assert "not run here" in text and "bash scripts/reproduce_" in text and "Compute:" in text
 
 
+@pytest.mark.slow
 def test_peer_comparison(fake_data, tmp_path):
     """The peers under the tuning protocol on tiny data: a method whose step needs the loss (MoMo), one that cannot
     resume (Mechanic), the one-shot column, the report and the ledger's reading of it."""

@@ -123,6 +123,7 @@ def test_a_stalled_ddp_rank_ends_the_run_within_the_timeout(fake_data, tmp_path)
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_a_fault_the_user_can_fix_ends_in_one_line(fake_data, tmp_path):
     """Faults that used to end in raw tracebacks: a checkpoint nobody can read, an experiment's setting for another
     dataset, a trainer setting below its bound. Each ends with exit code 1 and one line that says what and where."""
