@@ -112,9 +112,9 @@ class Funnel(StatefulOptimizer):
     egu                                 "exact" EGU, or "log": Schraudolph's update (exponent times p or s)
     maximize                            maximize the objective
     foreach                             foreach kernels (default: when all params are on CUDA)
-    fused                               torch.compile the per-tensor update into one reduction and one
-                                        elementwise pass per tensor (the fastest path; compiles on the first
-                                        step; built-in inner optimizers and per-tensor scales only)
+    fused                               torch.compile each bucket's update into one graph, called once per
+                                        step (the fastest path; the first step compiles, with static shapes;
+                                        built-in inner optimizers and per-tensor scales only)
     ======================  ==========  =====================================================================
 
     Every argument except ``params`` is a param-group setting, as in torch.optim: a group may override any of
