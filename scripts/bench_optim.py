@@ -188,8 +188,6 @@ def main(argv=None) -> str:
 
 
 def write(results: dict, args, devices) -> str:
-    out = Path(args.out or ".")
-    out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Optimizer step cost", "",
              f"`python -m scripts.bench_optim {' '.join(sys.argv[1:])}` on {datetime.date.today()}: "
              f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, Python {platform.python_version()}"
@@ -227,6 +225,8 @@ def write(results: dict, args, devices) -> str:
     print("\n".join(summary))
     if args.out is None:
         return "\n".join(summary)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines[:4] + summary + [""] + lines[4:]) + "\n")
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,7 +144,7 @@ def table1_runs() -> tuple[int, int]:
 
 def runner_throughput(device: str, cpu: bool, tmp: Path) -> list[dict]:
     """The runner's seconds per step, MobileNetV1-CIFAR with Funneled Momentum on random CIFAR-format data."""
-    from scripts.bench_train import compose, fake_cifar, runner_round
+    from scripts.bench_train import compose, fake_cifar, runner_round, timing_overrides
     from funnel.train import resolvers
     resolvers.register()
     fake_cifar(tmp / "cifar")
@@ -154,12 +155,8 @@ def runner_throughput(device: str, cpu: bool, tmp: Path) -> list[dict]:
         for compiled in ((False,) if cpu else (False, True)):
             cfg = compose(["experiment=mobilenet_cifar10", "arm=cifar_funnel", f"dataset.root={tmp / 'cifar'}",
                            "dataset.val_size=100", f"trainer.batch_size={batch}", f"trainer.compile={compiled}",
-                           f"trainer.device={device}", "logger=none", "trainer.progress_bar=false",
-                           "trainer.resume=false", f"trainer.max_steps={steps}", f"trainer.log_every={every}",
-                           "trainer.eval_every=1000000", "trainer.eval_at_start=false",
-                           "trainer.checkpoint_every=0", "trainer.num_workers=0", *narrow])
-            windows = runner_round(cfg, steps, tmp / f"throughput-{batch}-{compiled}")
-            step_s = sorted(windows)[len(windows) // 2]
+                           f"trainer.device={device}", *timing_overrides(steps, every), *narrow])
+            step_s = statistics.median(runner_round(cfg, steps, tmp / f"throughput-{batch}-{compiled}"))
             rows.append({"batch": batch, "compile": compiled, "step_s": step_s, "steps_per_s": 1 / step_s,
                          "samples_per_s": batch / step_s})
     return rows
