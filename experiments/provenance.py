@@ -3,20 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-from pathlib import Path
 
 from experiments.runs import Run
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from funnel.train.records import cpu_name
 
 
 def provenance(runs: list[Run], commands=()) -> dict:

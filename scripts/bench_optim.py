@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.provenance import cpu_name
+from funnel.train.records import cpu_name
 from funnel.models import mobilenet_v1, resnet50
 from funnel.optim import REGISTRY, build_optimizer
 from funnel.optim.registry import takes_loss

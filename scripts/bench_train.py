@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.provenance import cpu_name
+from funnel.train.records import cpu_name
 from funnel.data.base import epoch_batches
 from funnel.data.sources import DEBIAN_FASHION_MNIST
 from funnel.train import resolvers

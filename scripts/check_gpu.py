@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from experiments.protocol import Study, load_space
-from experiments.provenance import cpu_name
+from funnel.train.records import cpu_name
 from funnel.optim import SGDHD, AdamHD, Funnel
 from funnel.optim.reference import FunnelReference, HypergradientReference
 

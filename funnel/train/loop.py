@@ -25,7 +25,7 @@ from funnel.train.build import build_model, instantiate, loss_dtype, parameter_d
 from funnel.train.lock import RunLock
 from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
 from funnel.train.plan import Plan, batch_stream
-from funnel.train.records import GainTrajectories, MetricsLog, git_state, write_json
+from funnel.train.records import GainTrajectories, MetricsLog, git_state, hardware, write_json
 from funnel.train.schedules import Constant
 from funnel.train.settings import TrainerSettings
 
@@ -445,7 +445,7 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
         "steps": run.step, "total_steps": run.plan.total, "final": final, "best": run.best, "objective": objective,
         "phases": [{"name": p.name, "start_step": s} for p, s in zip(data.phases, run.plan.starts)],
         "wall_time_s": elapsed, "resumes": run.resumes, "world_size": run.ddp.world_size,
-        "device": str(run.ddp.device),
+        "device": str(run.ddp.device), "hardware": hardware(run.ddp.device, run.ddp.world_size),
         "ranks_in_sync": len(set(digests)) == 1, "state_sha256": digests,
         "parameters": sum(p.numel() for p in run.raw_model.parameters()), "data": data.info,
         "optimizer": type(run.optimizer).__name__, "torch": torch.__version__, "git": git_state(SOURCE_DIR),

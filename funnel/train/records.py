@@ -6,11 +6,30 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: torch.device, world_size: int) -> dict:
+    """The machine a run trains on, recorded when it trains (a report built elsewhere later must not guess)."""
+    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if device.type == "cuda" else [])
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpus": gpus, "host": platform.node(),
+            "world_size": world_size, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
