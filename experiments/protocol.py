@@ -21,7 +21,8 @@ With `one_shot: true`, every method also runs at its documented defaults (its op
 seeds: what a user gets without tuning.
 Diverged trials score -inf and are counted, never dropped. Everything lands in <root>/protocol.json; every run in
 <root>/<method>/{tune,finals}/..., resumable: a restarted study skips the runs that already ended. Runs train in this
-process, or each in its own process under a launcher (`--launch "torchrun --nproc_per_node=8"`).
+process, or each in its own process under a launcher (`--launch "torchrun --nproc_per_node=8"`). With `--logger wandb`
+every run is also a W&B run (offline unless `--extra logger.mode=online`), grouped <study>/<method>/<tune|finals>.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCH_DIR = ROOT / "configs" / "search"
 PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
 SCALINGS = ("log", "linear")
-QUIET = ("logger=none", "trainer.progress_bar=false")  # every study run, in-process or launched
+QUIET = ("trainer.progress_bar=false",)  # every study run, in-process or launched
+LOGGERS = ("none", "wandb")
 
 
 # ------------------------------------------------------------------------------------------------ search spaces
@@ -287,14 +289,26 @@ def run_name(values: dict) -> str:
     return ",".join(f"{k.rsplit('.', 1)[-1]}={v}".replace(" ", "") for k, v in values.items()) or "default"
 
 
+def logger_overrides(logger: str, study: str, run_dir: Path) -> list[str]:
+    """No W&B (the default), or W&B runs grouped by study, method and stage (<study>/<method>/<tune|finals|...>),
+    job_type the method; a run is <root>/<method>/<stage>/<run>. A tuning trial is named after its values (its
+    label and seed are those of every other trial); --extra logger.* overrides win, as they come later."""
+    if logger == "none":
+        return ["logger=none"]
+    method, stage = run_dir.parent.parent.name, run_dir.parent.name
+    named = [override_text("logger.name", f"{method} {run_dir.name}")] if stage == "tune" else []
+    return [f"logger={logger}", override_text("logger.group", f"{study}/{method}/{stage}"),
+            override_text("logger.job_type", method), *named]
+
+
 class Runner:
     """Composes a config from overrides and trains it in this process (one Python start for the whole study)."""
 
-    def __init__(self, extra: list[str] = ()):
+    def __init__(self, extra: list[str] = (), logger: str = "none", study: str = "study"):
         from funnel.train import resolvers
 
         resolvers.register()
-        self.extra = list(extra)
+        self.extra, self.logger, self.study = list(extra), logger, study
 
     def __call__(self, overrides: list[str], run_dir: Path) -> None:
         from hydra import compose, initialize_config_dir
@@ -302,7 +316,8 @@ class Runner:
         from funnel.train.loop import train
 
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, *QUIET, *self.extra])
+            cfg = compose("config", overrides=[*overrides, *QUIET, *logger_overrides(self.logger, self.study, run_dir),
+                                               *self.extra])
         train(cfg, run_dir)
 
 
@@ -310,12 +325,13 @@ class LaunchedRunner:
     """Trains each run in its own process started by `launch` (e.g. torchrun over several GPUs or nodes) through
     run.py, for runs one process cannot hold; the same overrides and run directory as the in-process Runner."""
 
-    def __init__(self, launch: list[str], extra: list[str] = ()):
-        self.launch, self.extra = list(launch), list(extra)
+    def __init__(self, launch: list[str], extra: list[str] = (), logger: str = "none", study: str = "study"):
+        self.launch, self.extra, self.logger, self.study = list(launch), list(extra), logger, study
 
     def __call__(self, overrides: list[str], run_dir: Path) -> None:
         command = [*self.launch, str(ROOT / "run.py"), *overrides, *QUIET,
-                   *self.extra, override_text("hydra.run.dir", str(run_dir))]
+                   *logger_overrides(self.logger, self.study, run_dir), *self.extra,
+                   override_text("hydra.run.dir", str(run_dir))]
         if subprocess.run(command, cwd=ROOT).returncode != 0 and not (run_dir / "summary.json").exists():
             raise RuntimeError(f"run failed before it wrote a summary: {shlex.join(command)}")
 
@@ -435,11 +451,16 @@ def main(argv=None) -> None:
                                                            "study's tuning_common")
     parser.add_argument("--launch", help="start each run in its own process with this launcher, e.g. "
                                          "'torchrun --standalone --nproc_per_node=8' (default: all in this process)")
+    parser.add_argument("--logger", choices=LOGGERS, default="none",
+                        help="wandb: a W&B run per study run (offline unless --extra logger.mode=online), grouped "
+                             "<study>/<method>/<tune|finals>; default none")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=seeds,
                        tuning_common=args.tuning_common)
-    runner = LaunchedRunner(shlex.split(args.launch), args.extra) if args.launch else Runner(args.extra)
+    study_name = Path(args.study).stem + (f"-{args.variant}" if args.variant else "")  # the W&B groups' first part
+    runner = (LaunchedRunner(shlex.split(args.launch), args.extra, args.logger, study_name) if args.launch
+              else Runner(args.extra, args.logger, study_name))
     record = run_study(study, args.root, runner)
     for name, entry in record["methods"].items():
         score = "not tuned" if entry["pick_score"] is None else f"score {entry['pick_score']:.3f}"

@@ -4,7 +4,8 @@ Adam, DoG, Mechanic, MoMo) and the plain baseline, under the tuning protocol, en
 edges extended, finals and a one-shot column at seeds 0-4), then the report in results/peers and the claims ledger.
 
     python scripts/reproduce_peers.py [--workloads rotated_mnist5k rotated_fashion cnn_fashion] [--budget 8]
-Environment, as for the shell reproductions: PY, RUNS (default multirun), RESULTS (default results), EXTRA, SEEDS.
+Environment, as for the shell reproductions: PY, RUNS (default multirun), RESULTS (default results), EXTRA, SEEDS,
+LOGGER (none, the default, or wandb: a W&B run per study run, offline unless EXTRA=logger.mode=online).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def main(argv=None) -> None:
         command += ["--budget", str(args.budget)] if args.budget else []
         command += ["--methods", *args.methods] if args.methods else []
         command += ["--seeds", os.environ["SEEDS"]] if os.environ.get("SEEDS") else []
+        command += ["--logger", os.environ.get("LOGGER") or "none"]
         command += ["--extra", *shlex.split(os.environ.get("EXTRA", ""))]
         print("+", " ".join(command), flush=True)
         subprocess.run(command, cwd=ROOT, check=True)

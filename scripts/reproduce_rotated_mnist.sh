@@ -11,6 +11,7 @@
 #   fashion_b100  Fashion-MNIST, batch 100, 10 epochs/angle (the small-batch variant)                      ~55 min
 # Then the claims ledger (results/claims.md) is regenerated from every report.
 # Usage: bash scripts/reproduce_rotated_mnist.sh [variant ...]        (default: all four)
+#        LOGGER=wandb bash scripts/reproduce_rotated_mnist.sh ...   every run also a W&B run (offline; wandb sync)
 source "$(dirname "$0")/reproduce_common.sh"
 
 for v in ${@:-mnist5k_b10k mnist5k_b100 fashion_b10k fashion_b100}; do
