@@ -1,8 +1,8 @@
 """`python -m tests.faulty_run FAULT STEP ARGS...`: run.py with ARGS and a fault right after step STEP (and its
 checkpoint, if one is due), injected through `train`'s `after_step`; nothing in funnel/ knows about it.
 
-FAULT is `kill` (SIGKILL, as a crash or a pre-empted job) or `stall` (DDP rank 1 stops answering for two minutes,
-as a hung process would)."""
+FAULT is `kill` (SIGKILL, as a crash or a pre-empted job), `interrupt` (SIGINT, as Ctrl-C in the terminal) or
+`stall` (DDP rank 1 stops answering for two minutes, as a hung process would)."""
 import functools
 import os
 import runpy
@@ -18,6 +18,8 @@ def fault(kind: str, step: int, run) -> None:
         return
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "interrupt":
+        os.kill(os.getpid(), signal.SIGINT)
     elif kind == "stall" and run.ddp.rank == 1:
         time.sleep(120)
 

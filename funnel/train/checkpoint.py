@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from funnel.optim.registry import REGISTRY
+from funnel.train.console import say
 
 LAST = "checkpoints/last.pt"
 PREVIOUS = "checkpoints/previous.pt"  # kept until the next one is complete
@@ -54,7 +55,7 @@ def load_latest(run_dir: Path, map_location=None) -> tuple[dict, Path] | None:
             errors.append(f"{path.name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
             continue
         if errors:
-            print(f"{run_dir / LAST} is unreadable ({errors[0]}); resuming from {path.name} (step {ck['step']})")
+            say(f"{run_dir / LAST} is unreadable ({errors[0]}); resuming from {path.name} (step {ck['step']})")
         return ck, path
     if errors:
         raise ValueError(f"no readable checkpoint in {run_dir / 'checkpoints'} ({'; '.join(errors)}): delete that "
@@ -96,7 +97,7 @@ def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
 RESUMABLE_CHANGES = ("trainer.log_every", "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every",
                      "trainer.progress_bar", "trainer.num_workers", "trainer.eval_batch_size",
                      "trainer.histogram_every", "trainer.objective", "trainer.resume", "trainer.ddp_timeout_s",
-                     "logger.", "label")
+                     "logger.", "label", "launch.")
 
 
 def _flat(tree, prefix: str = "") -> dict:

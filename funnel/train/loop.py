@@ -21,6 +21,7 @@ from funnel.data.base import TaskData, epoch_batches, shard
 from funnel.optim import optimizer_stats
 from funnel.optim.registry import takes_loss
 from funnel.train import checkpoint, distributed
+from funnel.train.console import run_log, say
 from funnel.train.build import build_model, instantiate, loss_dtype, parameter_dtype, seed_everything
 from funnel.train.lock import RunLock
 from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
@@ -61,6 +62,7 @@ class Run:
     resumes: list = field(default_factory=list)  # each resume: its step and the settings it changed
     first_loss: float | None = None  # the run's first train loss: the scale of trainer.diverge_factor
     saved_gains: dict | None = None  # the gain trajectories of the checkpoint resumed from
+    checkpoint_step: int = 0  # the step of the newest checkpoint: where a restart resumes
 
     @property
     def tc(self) -> DictConfig:
@@ -77,10 +79,11 @@ def train(cfg: DictConfig, run_dir: str | Path, after_step: Callable[[Run], None
     run_dir = Path(run_dir)
     TrainerSettings.check(cfg.trainer)  # before anything is written
     ddp = distributed.setup(cfg.trainer.device, cfg.trainer.ddp_timeout_s)
-    with RunLock(run_dir) if ddp.is_main else contextlib.nullcontext():  # rank 0 alone writes
+    main = ddp.is_main  # rank 0 alone writes
+    with RunLock(run_dir) if main else contextlib.nullcontext(), run_log(run_dir) if main else contextlib.nullcontext():
         ended = ended_summary(run_dir, cfg.trainer.resume, ddp)
-        if ended is not None:
-            return ended.get("objective")
+        if ended is not None:  # the objective as configured now (a sweep may ask for another metric)
+            return sweep_objective(ended["final"], cfg.trainer.objective, ended["status"])
         try:
             return train_locked(cfg, run_dir, ddp, session_start, after_step)
         except RuntimeError as err:
@@ -99,20 +102,35 @@ def train_locked(cfg: DictConfig, run_dir: Path, ddp, session_start: float, afte
         evaluate_at_start(run, records)
     window, batches = Window(run), Batches(run)
     diverged_step = None
-    while run.step < run.plan.total:
-        x, y, global_n = batches.next(run.step)
-        train_step(run, window, x, y, global_n)
+    try:
+        while run.step < run.plan.total:
+            x, y, global_n = batches.next(run.step)
+            train_step(run, window, x, y, global_n)
+            if records:
+                records.bar.update(1)
+            due = due_now(run)
+            if any(due):
+                diverged_step = first_divergence(run, window, records)
+                if diverged_step is not None:
+                    break
+                report(run, window, records, *due)
+            if after_step:
+                after_step(run)
+    except BaseException as err:
         if records:
-            records.bar.update(1)
-        due = due_now(run)
-        if any(due):
-            diverged_step = first_divergence(run, window, records)
-            if diverged_step is not None:
-                break
-            report(run, window, records, *due)
-        if after_step:
-            after_step(run)
+            records.abort()
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted(run.step, run.checkpoint_step) from None
+        raise
     return finish(run, records, diverged_step)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while training: where the run stood, and the checkpoint a restart resumes from."""
+
+    def __init__(self, step: int, checkpoint_step: int):
+        super().__init__(f"interrupted at step {step}; the last checkpoint is at step {checkpoint_step}")
+        self.step, self.checkpoint_step = step, checkpoint_step
 
 
 def ended_summary(run_dir: Path, resume_allowed: bool, ddp) -> dict | None:
@@ -122,7 +140,7 @@ def ended_summary(run_dir: Path, resume_allowed: bool, ddp) -> dict | None:
         return None
     summary = json.loads(path.read_text())
     if ddp.is_main:
-        print(f"{run_dir}: already {summary['status']} (delete summary.json to train again)")
+        say(f"{run_dir}: already {summary['status']} (delete summary.json to train again)")
     return summary
 
 
@@ -171,7 +189,7 @@ def resume(run: Run) -> None:
         run.raw_model.load_state_dict(ck["model"])
         run.optimizer.load_state_dict(ck["optimizer"])
         checkpoint.set_rng_state(ck["rng"])
-        run.step = min(ck["step"], run.plan.total)
+        run.step = run.checkpoint_step = min(ck["step"], run.plan.total)
         run.elapsed, run.best, run.last_eval = ck["elapsed"], ck["best"], ck["last_eval"]
         run.first_loss = ck.get("first_loss")
         run.saved_gains = ck.get("gains")
@@ -196,6 +214,10 @@ class Records:
     gains: GainTrajectories
     sink: object | None
     bar: object
+    lines: bool = False  # progress as plain lines (no terminal for the bar)
+    name: str = ""
+    total: int = 0
+    last_line: int = 0
 
     @classmethod
     def open(cls, run: Run) -> Records:
@@ -209,22 +231,36 @@ class Records:
         if run.cfg.logger.kind == "wandb":
             from funnel.train.wandb_sink import WandbSink
 
-            lc = run.cfg.logger
-            sink = WandbSink(run.run_dir, OmegaConf.to_container(run.cfg, resolve=True), project=lc.project,
-                             group=lc.group, name=lc.name, mode=lc.mode, tags=lc.tags)
+            sink = WandbSink.from_config(run.cfg, run.run_dir, resumed=run.resumed)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=run.plan.total, initial=run.step, desc=run.cfg.name, dynamic_ncols=True,
-                   disable=not run.tc.progress_bar)
-        return cls(metrics, gains, sink, bar)
+        launch = run.cfg.get("launch") or {}
+        name = f"{run.cfg.label or launch.get('arm') or run.cfg.name} seed={run.cfg.seed}"
+        # disable=None: tqdm turns itself off without a terminal (SLURM logs, W&B's output.log), where a line at
+        # the evaluations says how far the run is instead
+        bar = tqdm(total=run.plan.total, initial=run.step, desc=name, dynamic_ncols=True,
+                   disable=None if run.tc.progress_bar else True)
+        return cls(metrics, gains, sink, bar, lines=run.tc.progress_bar and bar.disable, name=name,
+                   total=run.plan.total)
+
+    def abort(self) -> None:
+        """A run stopped by an exception: the bar closed, the W&B run marked failed (a resume continues it)."""
+        self.bar.close()
+        if self.sink:
+            self.sink.run.finish(exit_code=1)
 
     def write(self, record: dict) -> None:
         self.metrics.write(record)
         if self.sink:
             self.sink.log(record, step=record["step"])
         shown = {k: record[k] for k in ("train/loss", "test/current/top1", "test/top1") if k in record}
-        self.bar.set_postfix({k.split("/", 1)[-1] if k != "train/loss" else "loss": f"{v:.4g}"
-                              for k, v in shown.items()}, refresh=False)
+        postfix = {k.split("/", 1)[-1] if k != "train/loss" else "loss": f"{v:.4g}" for k, v in shown.items()}
+        self.bar.set_postfix(postfix, refresh=False)
+        step = record["step"]
+        evaluated = any(k.endswith("/top1") for k in record)
+        if self.lines and evaluated and (step - self.last_line >= self.total / 20 or step == self.total):
+            self.last_line = step  # about 20 lines a run, at evaluations
+            say(f"{self.name}: step {step}/{self.total} " + " ".join(f"{k}={v}" for k, v in postfix.items()))
 
 
 def evaluate_at_start(run: Run, records: Records | None) -> None:
@@ -347,7 +383,7 @@ def first_divergence(run: Run, window: Window, records: Records | None) -> int |
         return None
     if records:
         records.metrics.write({"step": run.step, "diverged": True, "diverged_step": bad_step})
-        print(f"{run.run_dir}: the loss diverged at step {bad_step} (not finite, or above trainer.diverge_factor="
+        say(f"{run.run_dir}: the loss diverged at step {bad_step} (not finite, or above trainer.diverge_factor="
               f"{run.tc.diverge_factor} times the first logged loss); the run is recorded as diverged")
     return bad_step
 
@@ -415,6 +451,7 @@ def evaluate_all(run: Run, phase_index: int) -> dict:
 
 
 def save_checkpoint(run: Run, records: Records | None) -> None:
+    run.checkpoint_step = run.step
     if not records:  # rank 0 alone writes
         return
     checkpoint.save(run.run_dir / checkpoint.LAST, {
@@ -437,8 +474,8 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
         return None
     records.bar.close()
     final = run.last_eval if diverged_step is None else {}
-    objective = final.get(run.tc.objective, float("nan")) if run.tc.objective else None
     status = "diverged" if diverged_step is not None else "finished"
+    objective = final.get(run.tc.objective) if run.tc.objective else None
     data = run.data
     write_json(run.run_dir / "summary.json", {
         "status": status, "diverged": diverged_step is not None, "diverged_step": diverged_step,
@@ -452,8 +489,19 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
         "config": OmegaConf.to_container(run.cfg, resolve=True)})
     records.metrics.close()
     if records.sink:
-        records.sink.run.summary.update({"status": status, "wall_time_s": elapsed})
-        records.sink.finish()
+        records.sink.finish()  # its charts and summary come from summary.json and metrics.jsonl
     shown = ", ".join(f"{k}={v:.2f}" for k, v in final.items() if k.endswith("top1") and "/angle" not in k)
-    print(f"{run.run_dir}: {status} after {run.step} steps in {elapsed:.1f}s" + (f"; {shown}" if shown else ""))
-    return None if objective is None or math.isnan(objective) else objective
+    say(f"{run.run_dir}: {status} after {run.step} steps in {elapsed:.1f}s" + (f"; {shown}" if shown else ""))
+    return sweep_objective(final, run.tc.objective, status)  # after the summary: a bad key loses no run
+
+
+def sweep_objective(final: dict, key: str | None, status: str) -> float | None:
+    """`trainer.objective` from a run's final evaluation, for Hydra's sweepers (Optuna); None where there is no
+    number (a diverged run: the sweeper records a failed trial). A key the run does not have is an error that names
+    the ones it has, not a silent NaN in every trial."""
+    if not key:
+        return None
+    if status == "finished" and key not in final:
+        raise ValueError(f"trainer.objective={key} is not a metric of this run; it has: {', '.join(sorted(final))}")
+    value = final.get(key)
+    return None if value is None or math.isnan(value) else value

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from funnel.train.console import say
+
 
 def cpu_name() -> str:
     try:
@@ -67,7 +69,7 @@ class MetricsLog:
             if step is not None and step <= resume_step:
                 kept.append(line)
         if torn:
-            print(f"{self.path}: dropped {torn} unreadable line(s), left by an interrupted write")
+            say(f"{self.path}: dropped {torn} unreadable line(s), left by an interrupted write")
         return kept
 
     def write(self, record: dict) -> None:

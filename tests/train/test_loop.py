@@ -33,6 +33,16 @@ def test_objective_is_returned_for_sweepers(fake_data, tmp_path):
     value = train(quick(fake_data, "trainer.objective=val/current/top1"), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert value == summary["final"]["val/current/top1"] == summary["objective"]
+    # a sweep that asks a finished run for another metric gets that metric, not the one stored
+    assert train(quick(fake_data, "trainer.objective=test/current/top1"), tmp_path) == \
+        summary["final"]["test/current/top1"]
+
+
+def test_an_objective_the_run_lacks_is_named_after_the_run_is_recorded(fake_data, tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.objective=val/top1 is not a metric of this run; it has: .*"
+                                         r"val/current/top1"):
+        train(quick(fake_data, "trainer.objective=val/top1"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
 
 
 def test_model_dataset_mismatch_is_explained(fake_data, tmp_path):
@@ -101,3 +111,12 @@ def test_long_override_lists_get_short_unique_directory_names():
     assert short_dirname("arm=x") == "arm=x"
     assert len(short_dirname(a)) <= 200 and short_dirname(a) == short_dirname(a)
     assert short_dirname(a) != short_dirname(b) and short_dirname(a).startswith(a[:150])
+
+
+def test_any_override_value_gives_one_safe_folder_name():
+    from funnel.train.resolvers import short_dirname
+
+    assert short_dirname("") == "defaults"  # a run without overrides is not its experiment's folder
+    assert short_dirname("trainer.objective=val/current/top1") == "trainer.objective=val%2Fcurrent%2Ftop1"
+    # injective: a literal "%2F" in a value does not meet the encoding of "/"
+    assert short_dirname("label=a%2Fb") != short_dirname("label=a/b")

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from funnel.train import checkpoint
 from tests.helpers import run_cli
@@ -89,17 +90,32 @@ def test_killed_run_resumes_bit_identical(fake_data, tmp_path):
 
 
 def test_multirun_grid_over_gamma_p(fake_data, tmp_path):
-    result = run_cli(["-m", "experiment=quick", "arm=quick_funnel", "logger=none", "trainer.progress_bar=false",
-                      f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz", "trainer.epochs=1",
-                      "optimizer.gamma_p=1e-5,1e-4,1e-3", f"hydra.sweep.dir={tmp_path}"])
-    check(result)
+    sweep = ["-m", "experiment=quick", "arm=quick_funnel", "logger=none", "trainer.progress_bar=false",
+             f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz", "trainer.epochs=1",
+             "trainer.objective=val/current/top1", f"hydra.sweep.dir={tmp_path}"]
+    check(run_cli([*sweep, "optimizer.gamma_p=1e-5,1e-4,1e-3"]))
     runs = sorted(p.parent for p in tmp_path.glob("*/metrics.jsonl"))
-    assert [p.name for p in runs] == [f"arm=quick_funnel,optimizer.gamma_p={v},trainer.epochs=1"
-                                      for v in ("0.0001", "0.001", "1e-05")]
+    # a '/' in a value stays in one folder name
+    assert [p.name for p in runs] == [f"arm=quick_funnel,optimizer.gamma_p={v},trainer.epochs=1,"
+                                      "trainer.objective=val%2Fcurrent%2Ftop1" for v in ("0.0001", "0.001", "1e-05")]
+    records = list((tmp_path / "sweeps").glob("*.yaml"))
+    assert len(records) == 1
+    record = yaml.safe_load(records[0].read_text())
+    assert record["swept"] == ["optimizer.gamma_p"], "arm is set on the command line: not swept"
+    assert record["overrides"][-1] == "optimizer.gamma_p=1e-5,1e-4,1e-3"
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "finished"
         assert summary["config"]["optimizer"]["gamma_p"] == float(run.name.split(",")[1].split("=")[1])
+        launch = summary["config"]["launch"]
+        assert launch["sweep"] == record["sweep"] == records[0].stem and launch["arm"] == "quick_funnel"
+        assert f"optimizer.gamma_p={run.name.split(',')[1].split('=')[1]}" in launch["overrides"]
+
+    # another sweep of the same experiment keeps its own record; the runs it shares are not trained again
+    result = run_cli([*sweep, "optimizer.gamma_p=1e-3,1e-2"])
+    check(result)
+    assert "already finished" in result.stdout
+    assert len(list((tmp_path / "sweeps").glob("*.yaml"))) == 2
 
 
 def test_a_diverged_point_does_not_stop_the_sweep(fake_data, tmp_path):
@@ -162,3 +178,36 @@ def test_a_read_only_run_directory_ends_in_one_line(fake_data, tmp_path):
         assert lines[-1].startswith("error: OSError: [Errno 30] Read-only file system"), lines[-1]
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_ctrl_c_ends_in_one_line_that_says_how_to_resume(fake_data, tmp_path):
+    args = common(fake_data, tmp_path / "run") + ["trainer.checkpoint_every=10"]
+    interrupted = run_cli(args, fault=("interrupt", 15))
+    assert interrupted.returncode == 130
+    lines = interrupted.stderr.strip().splitlines()
+    assert "Traceback" not in interrupted.stderr and len(lines) == 1, interrupted.stderr
+    assert lines[0].startswith("interrupted at step 15; it resumes from step 10 (its last checkpoint). Run the same "
+                               "command to resume: python run.py experiment=quick logger=none")
+    assert "stopped: Interrupted" in (tmp_path / "run" / "run.log").read_text()
+    check(run_cli(args))  # the command it printed
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 24
+
+
+def test_without_a_terminal_progress_is_a_few_lines_also_in_run_log(fake_data, tmp_path):
+    args = [a for a in common(fake_data, tmp_path / "run") if a != "trainer.progress_bar=false"]
+    result = run_cli([*args, "trainer.eval_every=1", "trainer.log_every=1", "label=Mine"])
+    check(result)
+    assert "\r" not in result.stdout and "it/s" not in result.stdout + result.stderr, "tqdm wrote frames to a pipe"
+    progress = [line for line in result.stdout.splitlines() if line.startswith("Mine seed=0: step ")]
+    assert 10 <= len(progress) <= 21 and progress[-1].startswith("Mine seed=0: step 24/24 loss=")
+    logged = (tmp_path / "run" / "run.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in logged[:len(progress)]] == progress
+    assert "finished after 24 steps" in logged[-1]
+
+
+def test_a_run_without_overrides_gets_its_own_folder(fake_data, tmp_path):
+    # run_root, the data path, the logger and the bar are left out of run directory names
+    check(run_cli(["experiment=quick", f"run_root={tmp_path}", "logger=none",
+                   f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["quick"]
+    assert json.loads((tmp_path / "quick" / "defaults" / "summary.json").read_text())["status"] == "finished"

@@ -1,0 +1,114 @@
+"""The Hydra runner: `funnel-run` (installed) or `python run.py` (in a checkout), with the same arguments.
+
+    funnel-run experiment=<name> [key=value ...]          one run (resumes if its directory has a checkpoint)
+    funnel-run -m experiment=<name> optimizer.gamma_p=1e-5,1e-4,1e-3    a sweep, one run directory per point
+    torchrun --nproc_per_node=8 -m funnel.cli experiment=<name>          DDP on 8 GPUs (gloo on CPU)
+
+The configs ship inside the package (funnel/configs), so the runner works outside a checkout; run directories go
+under the current directory. Imports Hydra: the optimizers (funnel.optim) never need this module.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from funnel.train import resolvers
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SWEEP_ENV = "FUNNEL_SWEEP"  # the sweep id, set by SweepRecord for the runs of the sweep (also under SLURM)
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+resolvers.register()
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig):
+    from funnel.train.loop import Interrupted, train
+
+    hc = HydraConfig.get()
+    with open_dict(cfg):  # where the run came from: in summary.json and W&B, and read by experiments.select
+        cfg.launch = {"overrides": list(hc.overrides.task), "arm": hc.runtime.choices.get("arm"),
+                      "sweep": os.environ.get(SWEEP_ENV) if hc.mode == RunMode.MULTIRUN else None}
+    try:
+        return train(cfg, hc.runtime.output_dir)
+    except KeyboardInterrupt as err:
+        where = (f" at step {err.step}; it resumes from step {err.checkpoint_step} (its last checkpoint)"
+                 if isinstance(err, Interrupted) else "")
+        print(f"\ninterrupted{where}. Run the same command to resume: {resume_command()}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
+        # The runner's own errors say what is wrong and how to fix it: one line, no traceback (HYDRA_FULL_ERROR=1
+        # shows it). Anything else keeps its traceback.
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not is_user_error(err):
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """An error the user can act on from its message: bad settings, missing files or packages, a run directory in
+    use, a full or read-only disk, DDP ranks that stopped answering."""
+    from funnel.train.distributed import RanksTimedOut
+    from funnel.train.lock import RunDirectoryInUse
+
+    return isinstance(err, (ValueError, OSError, ImportError, RunDirectoryInUse, RanksTimedOut))
+
+
+def resume_command() -> str:
+    """The command this process was started with, as the user would type it again."""
+    program = Path(sys.argv[0])
+    head = ["python", sys.argv[0]] if program.suffix == ".py" else [program.name]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
+class SweepRecord(Callback):
+    """One record per sweep, `<sweep dir>/sweeps/<id>.yaml`: the sweep's command-line overrides and the keys it
+    sweeps. The id is a hash of the overrides, so the same command keeps one record and two sweeps of an experiment
+    never overwrite each other's (Hydra's own multirun.yaml holds only the last sweep). Its runs get the id in
+    `launch.sweep` through the environment, which SLURM jobs inherit."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        overrides = list(config.hydra.overrides.task)
+        params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
+        parser = OverridesParser.create()
+        given = parser.parse_overrides(overrides)
+        # the experiment's sweeper params sweep a key unless the command line sets it
+        from_config = [o for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+                       if o.get_key_element() not in {g.get_key_element() for g in given}]
+        swept = sorted({o.get_key_element() for o in [*given, *from_config] if o.is_sweep_override()})
+        digest = hashlib.sha1(json.dumps([sorted(overrides), sorted(params.items())]).encode()).hexdigest()[:8]
+        sweep = f"{config.name}-{digest}"
+        os.environ[SWEEP_ENV] = sweep
+        path = Path(config.hydra.sweep.dir) / "sweeps" / f"{sweep}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save({"sweep": sweep, "command": resume_command(), "overrides": overrides,
+                        "sweeper_params": params, "swept": swept,
+                        "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}, path)
+
+
+def run() -> None:
+    """The console entry point (`funnel-run`, `python run.py`)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Every rank composes the same config and uses the same run directory; only rank 0 writes Hydra's files.
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    main()
+    from funnel.train.distributed import exit_cleanly
+
+    exit_cleanly()
+
+
+if __name__ == "__main__":
+    run()
