@@ -15,13 +15,16 @@ from pathlib import Path
 
 import torch
 
+from experiments import stats
+
 HOLDS, PARTLY, NOT_HOLD, NOT_TESTED = "holds", "partly", "does not hold", "not tested here"
 FIG3_ARMS = ("funnel", "funnel_paper")
 
 
 def verdict_from(words: list[str], good: str, bad: str) -> str:
     """holds: every comparison goes the claimed way; partly: some do (the evidence lines say where it fails or
-    reverses); does not hold: none does."""
+    reverses); does not hold: none does. A comparison of one seed (or none) has no verdict and does not count."""
+    words = [w for w in words if w not in (stats.ONE_SEED, stats.NO_SEED)]
     if not words:
         return NOT_TESTED
     if good not in words:

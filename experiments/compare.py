@@ -20,8 +20,12 @@ def by_seed(runs: list[Run], value) -> dict[int, float | None]:
 
 
 def runs_in(root: Path, dirs: list[str]) -> list[Run]:
-    """The runs in `dirs`, relative to a study's `root` as protocol.json lists them (a missing one is an error)."""
-    return [find_runs(root / d)[0] for d in dirs]
+    """The runs in `dirs`, relative to a study's `root` as protocol.json lists them (a missing one is an error),
+    each labelled by that relative directory (how a report names the runs it draws)."""
+    runs = [find_runs(root / d)[0] for d in dirs]
+    for run, d in zip(runs, dirs):
+        run.label = str(d)
+    return runs
 
 
 def tuning_runs(root: str | Path, record: dict) -> list[Run]:
@@ -104,7 +108,14 @@ def tuning_rows(record: dict) -> list[dict]:
 
 
 def paired_cell(diff: stats.Paired, word: str, digits: int = 2) -> str:
+    if diff.n == 1:
+        return f"{diff.mean:+.{digits}f} ({word})"
     return f"{diff.text(digits)}, {diff.wins}/{diff.n} seeds: {word}" if diff.n else f"–: {word}"
+
+
+def most_seeds(arms: dict[str, Arm]) -> int:
+    """The most finished seeds of any arm: whether a table's means have a spread at all."""
+    return max((len(arm.finished) for arm in arms.values()), default=0)
 
 
 def median_text(values: list[float | None], digits: int = 0) -> str:

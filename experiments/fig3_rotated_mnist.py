@@ -2,8 +2,9 @@
 
     python -m experiments.fig3_rotated_mnist <study root> --out results/rotated_mnist/<variant> [--title ...]
 
-<study root> is where `python -m experiments.protocol configs/tuning/rotated_mnist.yaml` put its runs. Writes
-figure3.png (a: top-1 on the current angle, b: Funnel's scales, c: gains of sampled coordinates), table.md,
+<study root> is where `python -m experiments.protocol configs/tuning/rotated_mnist.yaml` put its runs (anything else
+stops it with one line naming what it found). Writes figure3.png, .pdf and .svg (a: top-1 on the current angle, b:
+Funnel's scales, c: gains of sampled coordinates of one run, named in its title and in table.md), table.md,
 table.csv and summary.json: the tuning (trials, picks, edges), accuracy at the end of each phase, recovery after each
 shift, time to the tuned AdaGrad's accuracy, what the scale does around each shift, and every method's paired
 difference to AdaGrad with a 95% t-interval; a verdict word only where that interval excludes 0.
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments import analysis, compare, stats
-from experiments.plots import band, mark_phases, plt
+from experiments.checks import Expect, check, cli
+from experiments.plots import band, mark_phases, plt, save, wrap
 from experiments.provenance import markdown, provenance
 
 CLAIM = ("the paper (section 4.1, Figure 3) prints no numbers; its claim is the ordering: Funnel recovers faster "
@@ -30,6 +32,8 @@ BASELINE = "adagrad"
 FAIR, PAPER = "funnel", "funnel_paper"
 # The control the paper omits: Funnel with momentum against the same momentum without Funnel.
 MOMENTUM_PAIR = ("funnel_momentum", "adagrad_momentum")
+EXPECT = Expect("fig3_rotated_mnist", experiment=("rotated_mnist",), model=("LogisticRegression",),
+                source="a study root of configs/tuning/rotated_mnist.yaml")
 
 
 def scale_around_shifts(runs, key: str) -> dict:
@@ -54,6 +58,8 @@ def scale_around_shifts(runs, key: str) -> dict:
 
 def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 0.9) -> dict:
     record, arms = compare.load(root)
+    runs = [r for arm in arms.values() for r in arm.runs]
+    check(runs + compare.tuning_runs(root, record), EXPECT)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = arms[BASELINE]
@@ -140,6 +146,10 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
         if name not in summary_arms:
             continue
         diffs = summary_arms[name]["vs_adagrad"]
+        if all(d["n"] < 2 for d in diffs.values()):
+            claim.append(f"- {arms[name].label}: fewer than two paired seeds: no spread, so no verdict against "
+                         "AdaGrad.")
+            continue
         ends = [diffs[f"end/{p}"]["verdict"] for p in phases]
         recs = [diffs[f"recovery/{k + 1}"]["verdict"] for k in range(shifts)]
         claim.append(f"- {arms[name].label}: end of each phase vs AdaGrad: {', '.join(ends)}; recovery after each "
@@ -152,7 +162,6 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
         writer.writerows(csv_rows)
 
     study = record["study"]
-    runs = [r for arm in arms.values() for r in arm.runs]
     prov = provenance(runs + compare.tuning_runs(root, record))
     prov["commands"] = [f"python -m experiments.protocol configs/tuning/rotated_mnist.yaml --variant {title} "
                         f"--root <runs>", f"python -m experiments.fig3_rotated_mnist <runs> --out {out} "
@@ -163,7 +172,8 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
           f"range (at most {study['max_extensions']} extensions), chosen on the mean of `{study['metric']}` over "
           f"training at seed {study['selection_seed']}; then finals at seeds {study['seeds']}, paired (same init, "
           "same data order). The paper-protocol row is the paper's own: its gamma grid at AdaGrad's tuned lr. "
-          f"Accuracy: `{METRIC}` (%), mean ± std over seeds. Recovery: steps after a shift until that accuracy is "
+          f"Accuracy: `{METRIC}` (%), {stats.spread_text(compare.most_seeds(arms))}. Recovery: steps after a "
+          "shift until that accuracy is "
           f"back to {fraction:.0%} of its value just before the shift, within the phase (∞: never). Steps to "
           f"AdaGrad's accuracy: steps from each phase's start until `{VAL}` reaches the tuned AdaGrad's median "
           f"end-of-phase value ({', '.join(f'{t:.2f}' for t in targets)}), summed over phases (∞ if a phase misses). "
@@ -182,7 +192,8 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
           *compare.markdown_table(ablation_rows), "",
           "## Does the claim hold here?", "", f"Paper: {CLAIM}.", "", *claim, "",
           "## The scale around each shift", "", *compare.markdown_table(scale_rows), "",
-          "![Figure 3](figure3.png)", "", markdown(prov)]
+          "![Figure 3](figure3.png)", "", f"Figure 3 (also figure3.pdf, figure3.svg): {figure_caption(arms)}", "",
+          markdown(prov)]
     (out / "table.md").write_text("\n".join(md))
     summary = {"title": title, "phases": phases, "targets": targets, "study": study, "arms": summary_arms,
                "claim": claim}
@@ -192,33 +203,51 @@ def build(root: str | Path, out: str | Path, title: str = "", fraction: float = 
     return summary
 
 
-def figure(arms: dict, reference, path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+def gains_run(arms: dict):
+    """The one run panel (c) draws the gains of: the fair Funnel's first finished final; None without one."""
+    funnel = arms.get(FAIR)
+    return funnel.finished[0] if funnel and funnel.finished and funnel.finished[0].gains else None
+
+
+def figure_caption(arms: dict) -> str:
+    run = gains_run(arms)
+    return "(a) every method's finals; (b) the fair Funnel's finals" + (
+        f"; (c) one run: {run.which()}." if run else ".")
+
+
+def figure(arms: dict, reference, path: Path) -> Path:
+    return save(draw(arms, reference), path)
+
+
+def draw(arms: dict, reference):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for name in (BASELINE, PAPER, FAIR, "adagrad_momentum", "funnel_momentum"):
         if name in arms:
             band(axes[0], arms[name].finished, METRIC, arms[name].label)
+    axes[0].set(xlabel="step", ylabel="test top-1 (%), current angle", title="(a) accuracy through the shifts")
+    axes[0].legend()
     mark_phases(axes[0], reference)
-    axes[0].set(xlabel="step", ylabel="test top-1 (%) on the current angle", title="(a) accuracy through the shifts")
-    axes[0].legend(fontsize=8)
     funnel = arms.get(FAIR)
     if funnel and funnel.finished:
         for key in funnel.finished[0].keys("scale/"):
             band(axes[1], funnel.finished, key, key[len("scale/"):])
-        mark_phases(axes[1], reference)
         axes[1].set(xlabel="step", ylabel="scale s", title=f"(b) step-size scales, {funnel.label}")
-        axes[1].legend(fontsize=8)
-        gains = funnel.finished[0].gains
-        names = [k[len("gain/"):] for k in gains if k.startswith("gain/")]
+        axes[1].legend()
+        mark_phases(axes[1], reference)
+    run = gains_run(arms)
+    if run:
+        names = [k[len("gain/"):] for k in run.gains if k.startswith("gain/")]
         if names:
-            axes[2].plot(gains["step"], gains[f"gain/{names[0]}"], lw=0.9)
+            gains = run.gains[f"gain/{names[0]}"]
+            axes[2].plot(run.gains["step"], gains, lw=0.9)
+            axes[2].set(xlabel="step", ylabel="gain p",
+                        title=wrap(f"(c) gains of {gains.shape[1]} coordinates of {names[0]} in\n{run.which()}", 55))
             mark_phases(axes[2], reference)
-            axes[2].set(xlabel="step", ylabel="gain p", title=f"(c) gains of {gains[f'gain/{names[0]}'].shape[1]} "
-                        f"coordinates of {names[0]} (seed {funnel.finished[0].config.get('seed')})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
+@cli
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help="the study's root (holds protocol.json)")
@@ -228,7 +257,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     summary = build(args.root, args.out, args.title, args.fraction)
     print("\n".join(summary["claim"]))
-    print(f"wrote {args.out}/table.md, table.csv, summary.json, figure3.png")
+    print(f"wrote {args.out}/table.md, table.csv, summary.json, figure3.png (and .pdf, .svg)")
 
 
 if __name__ == "__main__":

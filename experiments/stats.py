@@ -64,11 +64,23 @@ def paired(method: dict, baseline: dict, higher_is_better: bool = True) -> Paire
     return Paired(mean, mean - half, mean + half, wins, n)
 
 
+ONE_SEED = "one seed: no spread, no verdict"
+NO_SEED = "no paired seed"
+
+
 def verdict(diff: Paired, better: str, worse: str, higher_is_better: bool = True) -> str:
-    """`better` or `worse` where the interval excludes 0, else "no detectable difference"."""
+    """`better` or `worse` where the interval excludes 0, else "no detectable difference"; with one paired seed
+    there is no interval to judge (ONE_SEED), with none nothing to compare (NO_SEED)."""
+    if diff.n < 2:
+        return ONE_SEED if diff.n == 1 else NO_SEED
     if not diff.excludes_zero():
         return "no detectable difference"
     return better if (diff.mean > 0) == higher_is_better else worse
+
+
+def spread_text(seeds: int) -> str:
+    """How a table's mean over `seeds` seeds is given: with its std, or (one seed) without any spread."""
+    return "mean ± std over seeds" if seeds > 1 else "at one seed (one seed: no spread, and no interval or verdict)"
 
 
 def _finite(value) -> bool:

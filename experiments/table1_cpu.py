@@ -8,10 +8,13 @@ gains) from the tuned Funnel's finals, with the paper's description of it checke
     python -m experiments.protocol configs/tuning/table1_cpu.yaml --root multirun/table1_cpu
     python -m experiments.table1_cpu multirun/table1_cpu --out results/table1_cpu_fashion
 """
+from experiments.checks import Expect
 from experiments.tables import Artefact
 
 TABLE1_CPU = Artefact(
     name="table1_cpu",
+    expect=Expect("table1_cpu", experiment=("table1_fashion",), dataset=("fashion_mnist",), model=("SmallCNN",),
+                  source="a study root of configs/tuning/table1_cpu.yaml"),
     title="Table 1, CPU analogue: small CNN (BatchNorm) on Fashion-MNIST with crop + flip",
     intro="The paper's gaps are its MobileNetV1/CIFAR-10 ones (Table 1) and, for AdaGrad-EMA, its ResNet-50/ImageNet "
           "one (Table 2): compare gaps, not accuracies. The paper tuned its Funnel at the scheduled baseline's lr; "

@@ -4,6 +4,7 @@
     python -m experiments.table1_mobilenet multirun/mobilenet_cifar10 --out results/mobilenet_cifar10
     python -m experiments.table1_mobilenet --not-run --out results/mobilenet_cifar10
 """
+from experiments.checks import Expect
 from experiments.tables import Artefact
 
 # The paper's rows are its own protocol's: momentum and Funnel without the schedule at the scheduled lr.
@@ -14,6 +15,8 @@ PAPER = {
 }
 TABLE1 = Artefact(
     name="table1_mobilenet",
+    expect=Expect("table1_mobilenet", experiment=("mobilenet_cifar10",), dataset=("cifar10",), model=("mobilenet_v1",),
+                  source="a study root of configs/tuning/table1_mobilenet.yaml"),
     title="Table 1: MobileNetV1 on CIFAR-10",
     intro="The paper's values beside ours, on the rows of the paper's own protocol.",
     paper=PAPER, scales_figure="figure4.png",

@@ -4,10 +4,13 @@ the paper's way (configs/tuning/table2_resnet50.yaml: baselines at the paper's s
     python -m experiments.table2_resnet50 multirun/resnet50_imagenet --out results/resnet50_imagenet
     python -m experiments.table2_resnet50 --not-run --out results/resnet50_imagenet
 """
+from experiments.checks import Expect
 from experiments.tables import Artefact
 
 TABLE2 = Artefact(
     name="table2_resnet50",
+    expect=Expect("table2_resnet50", experiment=("resnet50_imagenet",), dataset=("imagenet",), model=("resnet50",),
+                  source="a study root of configs/tuning/table2_resnet50.yaml"),
     title="Table 2: ResNet-50 on ImageNet",
     intro="Top-1 / top-5 on the ILSVRC2012 validation set; the paper's values beside ours.",
     paper={

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import analysis, compare, stats
+from experiments.checks import Expect, WrongRuns, check
 from experiments.provenance import markdown, provenance
 
 # The paper's value for a method of the study (by its name there): (top-1 mean, std, top-5 mean, std).
@@ -84,6 +85,7 @@ class Artefact:
     title: str
     intro: str
     paper: Paper
+    expect: Expect  # the runs it draws (experiment, dataset, model): anything else stops the report
     paper_gaps: dict[str, str] | None = None  # another task's gaps, as text with their source (see rows_for)
     baseline: str = "momentum_schedule"  # the study's method every other is paired against
     same_task: bool = True  # ours and the paper's accuracies are comparable (same data and model)
@@ -95,6 +97,8 @@ class Artefact:
 
     def build(self, root: str | Path, out: str | Path) -> list[dict]:
         record, arms = compare.load(root)
+        runs = [r for arm in arms.values() for r in arm.runs] + compare.tuning_runs(root, record)
+        check(runs, self.expect)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         study = record["study"]
@@ -107,27 +111,28 @@ class Artefact:
             writer.writerows(rows)
         figures, description, checks = [], [], []
         if self.scales_figure and self.funnel in arms and arms[self.funnel].finished:
-            from experiments.fig4_scales_gains import describe, figure, sentence
+            from experiments.fig4_scales_gains import caption, describe, figure, sentence
 
             finals = arms[self.funnel].finished
             figures.append(figure(finals, out / self.scales_figure, self.figure_layers))
             checks = describe(finals)
             description = ["## Figure 4: scales and gains", "",
-                           f"From the finals of “{arms[self.funnel].label}”. The paper's description, checked:", "",
-                           *[f"- {sentence(c)}" for c in checks], ""]
-        runs = [r for arm in arms.values() for r in arm.runs] + compare.tuning_runs(root, record)
+                           f"From the finals of “{arms[self.funnel].label}”. {caption(finals)} The paper's "
+                           "description, checked:", "", *[f"- {sentence(c)}" for c in checks], ""]
         prov = provenance(runs, [f"python -m experiments.protocol {self.study} --root <runs>",
                                  f"python -m experiments.{self.name} <runs> --out {out}"])
         base = arms[self.baseline].label
         md = [f"# {self.title}", "", self.intro, "", protocol_text(study), "",
-              f"Test accuracy after training, mean ± std over seeds; *finals* counts the seeds that finished. "
+              f"Test accuracy after training, {stats.spread_text(compare.most_seeds(arms))}; *finals* counts "
+              "the seeds that finished. "
               f"Paired differences: method − “{base}” over seeds, mean [95% t-interval] and the seeds the method "
               "wins; a verdict word only where the interval excludes 0. Steps to target: steps until "
               f"`{metric}` reaches the baseline's median final value, {target:.2f}% (∞: never; in a "
               "paired difference a miss counts as the whole run, which can only understate a difference).", "",
               "## Results", "", *compare.markdown_table(rows), "",
               "## Tuning", "", *compare.markdown_table(compare.tuning_rows(record)), "",
-              *description, *[f"![{f.stem}]({f.name})" for f in figures], "", markdown(prov)]
+              *description, *[f"![{f.stem}]({f.name}) (also {f.stem}.pdf, {f.stem}.svg)" for f in figures], "",
+              markdown(prov)]
         (out / "table.md").write_text("\n".join(md))
         (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
         summary = {"title": self.title, "baseline": self.baseline, "target": target, "study": study,
@@ -163,5 +168,8 @@ class Artefact:
             return
         if args.root is None:
             parser.error("the study's root is required")
-        self.build(args.root, args.out)
+        try:
+            self.build(args.root, args.out)
+        except WrongRuns as err:
+            raise SystemExit(f"error: {err}") from None
         print(f"wrote {args.out}/table.md")

@@ -15,5 +15,5 @@ OMP_NUM_THREADS=1 study configs/tuning/table1_cpu.yaml "$dir" --methods funnel m
 wait "$first" && wait "$second"
 study configs/tuning/table1_cpu.yaml "$dir"  # every run has ended: the whole study's record
 # a report from an older protocol leaves no stale file behind (the README and the search record are kept)
-rm -f "$out"/table.md "$out"/table.csv "$out"/summary.json "$out"/provenance.json "$out"/*.png "$out"/*.pdf
+rm -f "$out"/table.md "$out"/table.csv "$out"/summary.json "$out"/provenance.json "$out"/*.png "$out"/*.pdf "$out"/*.svg
 "$PY" -m experiments.table1_cpu "$dir" --out "$out"

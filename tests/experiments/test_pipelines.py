@@ -56,7 +56,8 @@ def test_rotated_mnist(fake_data, tmp_path):
     for section in ("## Tuning", "## Paired against AdaGrad", "## The mechanism", "## The scale around each shift",
                     "## Provenance", "**2 Halton trials**"):
         assert section in text, section
-    assert (out / "figure3.png").stat().st_size > 10_000
+    assert (out / "figure3.png").stat().st_size > 10_000 and (out / "figure3.svg").exists()
+    assert "(c) one run: funnel/finals/seed=0 (Funnel (AdaGrad), seed 0)." in text
     root = tmp_path / "runs" / "fig3" / "mnist5k_b100"
     record = json.loads((root / "protocol.json").read_text())
     adagrad, paper = record["methods"]["adagrad"], record["methods"]["funnel_paper"]
@@ -117,6 +118,7 @@ def test_table1_cpu_analogue(fake_data, tmp_path):
     assert "**2 Halton trials**" in text and "## Tuning" in text and "0 (fixed)" in text
     assert "## Figure 4: scales and gains" in text and "- All scales decay: " in text
     assert (out / "figure4.png").stat().st_size > 10_000 and (out / "figure4.pdf").exists()
+    assert (out / "figure4.svg").exists() and "Drawn from funnel/finals/{seed=0, seed=1} (" in text
     assert (out / "README.md").read_text() == "kept" and not (out / "stale.png").exists()
     subprocess.run([sys.executable, "-m", "experiments.claims", "--results", str(tmp_path / "results"), "--out",
                     str(tmp_path / "claims.md")], cwd=ROOT, check=True, capture_output=True)
