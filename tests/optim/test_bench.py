@@ -3,7 +3,12 @@ does, included), so a full benchmark run cannot fail after minutes of timing."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 
 from tests.helpers import ROOT
@@ -31,3 +36,14 @@ def test_every_candidate_steps_and_reports_its_state():
     assert 8 < measured["torch Adam (foreach)"]["bytes_per_param"] < 9
     assert measured["funnel_momentum (foreach)"]["bytes_per_param"] >= 12
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the model itself is untouched
+
+
+@pytest.mark.slow
+def test_the_quick_benchmarks_run_as_the_readme_gives_them():
+    """`python -m scripts.bench_optim --quick && python -m scripts.bench_train --quick` (README, Performance): the
+    second failed without Fashion-MNIST on disk (100 steps asked of a 72-step plan) until its epochs were raised."""
+    result = subprocess.run("python -m scripts.bench_optim --quick && python -m scripts.bench_train --quick",
+                            shell=True, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "small_cnn: bare" in result.stdout and "Funnel (default path)" in result.stdout
