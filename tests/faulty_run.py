@@ -26,6 +26,8 @@ def fault(kind: str, step: int, run) -> None:
 
 if __name__ == "__main__":
     kind, step = sys.argv[1], int(sys.argv[2])
+    # Python's Ctrl-C handler, as in a terminal: a test run in the background (nohup, &) inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.argv = ["run.py", *sys.argv[3:]]
     loop.train = functools.partial(loop.train, after_step=functools.partial(fault, kind, step))
     runpy.run_path("run.py", run_name="__main__")
