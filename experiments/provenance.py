@@ -39,7 +39,9 @@ def hardware_text(hw: dict) -> list[str]:
 def provenance(runs: list[Run], commands=()) -> dict:
     summaries = [r.summary for r in runs if r.summary]
     configs = [s["config"] for s in summaries]
-    git = sorted({f"{s['git']['commit']}{'+dirty' if s['git']['dirty'] else ''}" for s in summaries})
+    # an installed funnel-run records its version instead of a commit
+    git = sorted({f"{s['git']['commit'] or 'funnel-optim ' + str(s['git'].get('version'))}"
+                  f"{'+dirty' if s['git']['dirty'] else ''}" for s in summaries})
     return {
         "runs": len(runs),
         "data": sorted({json.dumps({k: v for k, v in c["dataset"].items() if k not in ("root", "mnist_5k_path")},

@@ -36,6 +36,7 @@ A swept key the winner did not set (it ran the default) is left out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -49,6 +50,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from experiments.analysis import mean_std
+from funnel.train.records import read_metrics
 
 REDUCERS = ("last", "max", "mean")
 # Where or how a run ran, never what it trained: Hydra's override_dirname exclude_keys (configs/hydra/default.yaml)
@@ -156,15 +158,10 @@ def read_run(run_dir: Path) -> RunDir | None:
         config, status = checkpoint_config(run_dir), "unfinished"
         if config is None:
             return None
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics = []
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            try:
-                metrics.append(json.loads(line))
-            except json.JSONDecodeError:  # a line a crash cut short
-                continue
+    metrics = read_metrics(run_dir / "metrics.jsonl")
     launch = config.get("launch")
+    if launch is not None and not launch.get("overrides") and not launch.get("sweep"):
+        launch = None  # composed without the runner (the protocol in-process, a script): nothing recorded
     overrides = parse_overrides(launch.get("overrides") or [], run_dir) if launch else {}
     rest = {k: v for k, v in config.items() if k != "launch"}
     return RunDir(run_dir, status, flatten(rest), launch, metrics, overrides)
@@ -199,7 +196,12 @@ def sweeps_text(runs: list[RunDir]) -> str:
 
 
 def pick_sweep(runs: list[RunDir], sweep: str, root: Path) -> list[RunDir]:
-    picked = [r for r in runs if r.sweep == sweep]
+    """The sweep's runs: those it trained (launch.sweep) and those it found already ended, which an earlier sweep
+    trained (listed in sweeps/<id>.runs); all count as this sweep's from here on."""
+    listed = root / "sweeps" / f"{sweep}.runs"
+    names = set(listed.read_text().split("\n")) if listed.exists() else set()
+    picked = [dataclasses.replace(r, launch={**r.launch, "sweep": sweep}) for r in runs
+              if r.launch is not None and (r.sweep == sweep or str(r.path.relative_to(root)) in names)]
     if not picked:
         raise SelectError(f"no run of sweep {sweep} under {root}; the sweeps there: {sweeps_text(runs) or 'none'}")
     return picked

@@ -34,18 +34,18 @@ resolvers.register()
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
-    from funnel.train.loop import Interrupted, train
+    from funnel.train.loop import train
 
     hc = HydraConfig.get()
     with open_dict(cfg):  # where the run came from: in summary.json and W&B, and read by experiments.select
         cfg.launch = {"overrides": list(hc.overrides.task), "arm": hc.runtime.choices.get("arm"),
                       "sweep": os.environ.get(SWEEP_ENV) if hc.mode == RunMode.MULTIRUN else None}
+    note_moved_run(Path(hc.runtime.output_dir), hc.job.override_dirname)
     try:
         return train(cfg, hc.runtime.output_dir)
     except KeyboardInterrupt as err:
-        where = (f" at step {err.step}; it resumes from step {err.checkpoint_step} (its last checkpoint)"
-                 if isinstance(err, Interrupted) else "")
-        print(f"\ninterrupted{where}. Run the same command to resume: {resume_command()}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # every DDP rank gets the Ctrl-C; one line is enough
+            print(f"\n{interrupted_line(err, cfg.trainer.resume)}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         # The runner's own errors say what is wrong and how to fix it: one line, no traceback (HYDRA_FULL_ERROR=1
@@ -66,10 +66,37 @@ def is_user_error(err: BaseException) -> bool:
 
 
 def resume_command() -> str:
-    """The command this process was started with, as the user would type it again."""
+    """The command this process was started with, as the user would type it again (under torchrun, the script's
+    part: the torchrun options are the user's own)."""
     program = Path(sys.argv[0])
     head = ["python", sys.argv[0]] if program.suffix == ".py" else [program.name]
-    return shlex.join([*head, *sys.argv[1:]])
+    command = shlex.join([*head, *sys.argv[1:]])
+    return f"torchrun <the same options> {command}" if "TORCHELASTIC_RUN_ID" in os.environ else command
+
+
+def interrupted_line(err: KeyboardInterrupt, resume: bool) -> str:
+    from funnel.train.loop import Interrupted
+
+    if not isinstance(err, Interrupted):
+        return f"interrupted before training started. To start again: {resume_command()}"
+    if not resume:
+        return f"interrupted at step {err.step}; trainer.resume=false, so the next start begins at step 0."
+    if err.checkpoint_step == 0:
+        return (f"interrupted at step {err.step}, before its first checkpoint (trainer.checkpoint_every): the next "
+                f"start begins at step 0. To start it: {resume_command()}")
+    return (f"interrupted at step {err.step}; it resumes from step {err.checkpoint_step} (its last checkpoint). Run "
+            f"the same command to resume: {resume_command()}")
+
+
+def note_moved_run(run_dir: Path, override_dirname: str) -> None:
+    """Before run folders got their own names, a run without overrides lived in the experiment's folder and a '/'
+    in a value made nested folders. Such a run is not resumed from there: say where it is and how to move it."""
+    if (run_dir / "summary.json").exists() or (run_dir / "checkpoints").exists():
+        return
+    old = run_dir.parent / override_dirname if override_dirname else run_dir.parent
+    if old != run_dir and ((old / "summary.json").exists() or (old / "checkpoints").exists()):
+        print(f"note: {old} holds this command's run as an earlier version named it; this run starts afresh in "
+              f"{run_dir}. To continue the old one instead, move its files there and run the command again.")
 
 
 class SweepRecord(Callback):
@@ -82,6 +109,7 @@ class SweepRecord(Callback):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         overrides = list(config.hydra.overrides.task)
+        excluded = set(config.hydra.job.config.override_dirname.exclude_keys)  # where a run runs, not what it trains
         params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
         parser = OverridesParser.create()
         given = parser.parse_overrides(overrides)
@@ -89,7 +117,8 @@ class SweepRecord(Callback):
         from_config = [o for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
                        if o.get_key_element() not in {g.get_key_element() for g in given}]
         swept = sorted({o.get_key_element() for o in [*given, *from_config] if o.is_sweep_override()})
-        digest = hashlib.sha1(json.dumps([sorted(overrides), sorted(params.items())]).encode()).hexdigest()[:8]
+        trained = sorted(o.input_line for o in given if o.get_key_element().lstrip("+~") not in excluded)
+        digest = hashlib.sha1(json.dumps([trained, sorted(params.items())]).encode()).hexdigest()[:8]
         sweep = f"{config.name}-{digest}"
         os.environ[SWEEP_ENV] = sweep
         path = Path(config.hydra.sweep.dir) / "sweeps" / f"{sweep}.yaml"
@@ -97,6 +126,17 @@ class SweepRecord(Callback):
         OmegaConf.save({"sweep": sweep, "command": resume_command(), "overrides": overrides,
                         "sweeper_params": params, "swept": swept,
                         "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}, path)
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        """Each run the sweep launches, trained now or already ended, into `<id>.runs`: a run an earlier sweep
+        trained keeps that sweep's id in its summary, yet belongs to this one too."""
+        sweep = os.environ.get(SWEEP_ENV)
+        if sweep is None or config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        run_dir = os.path.relpath(config.hydra.runtime.output_dir, sweep_dir)
+        with open(sweep_dir / "sweeps" / f"{sweep}.runs", "a") as f:  # one short line: one write, also for SLURM jobs
+            f.write(run_dir + "\n")
 
 
 def run() -> None:

@@ -33,10 +33,12 @@ def test_readme_lists_every_registered_optimizer():
 # `test_every_readme_command_is_run_somewhere`.
 RUN_ELSEWHERE = {
     'bash scripts/setup.sh && .venv/bin/python -m pytest -m "not slow"': ".ci/run",
+    # pip itself is not run: the wheel's metadata is checked (.ci/run installs the test extra, which holds these)
     "pip install 'funnel-optim[train,demo]'":
         "tests/test_packaging.py::test_the_default_install_is_torch_only_and_extras_hold_the_rest",
     "pip install -e '.[optuna]'":
         "tests/test_packaging.py::test_the_default_install_is_torch_only_and_extras_hold_the_rest",
+    # run.py under torchrun, 2 gloo ranks on the CPU (no GPUs, no second node here)
     "torchrun --standalone --nproc_per_node=8 run.py experiment=mobilenet_cifar10 arm=cifar_funnel":
         "tests/train/test_processes.py::test_two_ddp_processes_match_one",
     "torchrun --nnodes=4 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=$HEAD_NODE:29500 "

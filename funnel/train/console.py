@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 _LOG = logging.getLogger("funnel.run")
@@ -16,10 +17,29 @@ def say(text: str) -> None:
     _LOG.info(text)
 
 
+class _AppendHandler(logging.Handler):
+    """Appends each line with its own open and write: no file stays open, and a full or read-only disk loses the
+    line in run.log (the console has it) instead of ending the run or hiding the error that is ending it."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (self.format(record) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+
 @contextlib.contextmanager
 def run_log(run_dir: Path):
     """Lines said inside also go to run_dir/run.log; an exception that ends the run is written there too."""
-    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler = _AppendHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     _LOG.addHandler(handler)
     try:
@@ -30,4 +50,3 @@ def run_log(run_dir: Path):
         raise
     finally:
         _LOG.removeHandler(handler)
-        handler.close()

@@ -26,7 +26,7 @@ from funnel.train.build import build_model, instantiate, loss_dtype, parameter_d
 from funnel.train.lock import RunLock
 from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
 from funnel.train.plan import Plan, batch_stream
-from funnel.train.records import GainTrajectories, MetricsLog, git_state, hardware, write_json
+from funnel.train.records import GainTrajectories, MetricsLog, git_state, hardware, run_name, write_json
 from funnel.train.schedules import Constant
 from funnel.train.settings import TrainerSettings
 
@@ -234,8 +234,7 @@ class Records:
             sink = WandbSink.from_config(run.cfg, run.run_dir, resumed=run.resumed)
         from tqdm.auto import tqdm
 
-        launch = run.cfg.get("launch") or {}
-        name = f"{run.cfg.label or launch.get('arm') or run.cfg.name} seed={run.cfg.seed}"
+        name = run_name(run.cfg)
         # disable=None: tqdm turns itself off without a terminal (SLURM logs, W&B's output.log), where a line at
         # the evaluations says how far the run is instead
         bar = tqdm(total=run.plan.total, initial=run.step, desc=name, dynamic_ncols=True,

@@ -27,10 +27,10 @@ def cpu_name() -> str:
 
 
 def hardware(device: torch.device, world_size: int) -> dict:
-    """The machine a run trains on, recorded when it trains (a report built elsewhere later must not guess)."""
-    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            if device.type == "cuda" else [])
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpus": gpus, "host": platform.node(),
+    """The machine rank 0 trains on, recorded when it trains (a report built elsewhere later must not guess): its
+    GPU (the one it uses, not every GPU the host has; each of the world_size ranks has its own) and CPU."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpus": [gpu] if gpu else [], "host": platform.node(),
             "world_size": world_size, "torch": torch.__version__, "python": platform.python_version()}
 
 
@@ -81,7 +81,23 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    """metrics.jsonl with numbers as floats ("nan", "inf" written as strings come back as floats); a line cut
+    short by a crash is skipped."""
+    records = []
+    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        records.append({k: float(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v
+                        for k, v in record.items()})
+    return records
+
+
+def run_name(cfg) -> str:
+    """How a run is called on the console and in W&B: its label (else its arm, else the experiment) and seed."""
+    launch = cfg.get("launch") or {}
+    return f"{cfg.get('label') or launch.get('arm') or cfg.name} seed={cfg.seed}"
 
 
 class GainTrajectories:
@@ -175,6 +191,11 @@ def git_state(source: str | Path) -> dict:
     """The commit of the code that ran, and whether its tree had uncommitted changes."""
     try:
         run = lambda *args: subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=10)
+        top = run("rev-parse", "--show-toplevel").stdout.strip()
+        if not top or Path(top).resolve() != Path(source).resolve():
+            # an installed copy (site-packages) inside some other repository: that commit is not this code's
+            from funnel import __version__
+            return {"commit": None, "dirty": None, "version": __version__}
         commit = run("rev-parse", "HEAD").stdout.strip() or None
         dirty = bool(run("status", "--porcelain", "--untracked-files=no").stdout.strip()) if commit else None
         return {"commit": commit, "dirty": dirty}

@@ -15,6 +15,7 @@ What a run shows in W&B:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,6 +24,9 @@ import secrets
 from pathlib import Path
 
 import torch
+
+from funnel.train.console import say
+from funnel.train.records import read_metrics, run_name
 
 MODES = ("offline", "online", "disabled")
 ONLINE_TIMEOUT_S = 10  # an online run that cannot reach its server falls back to offline after this, not ~100 s
@@ -56,16 +60,15 @@ def dataset_tags(dataset) -> list[str]:
 
 def identity(cfg) -> dict:
     """wandb.init's name, group, job_type and tags for a composed config; logger.* set by the user win."""
-    launch = cfg.get("launch") or {}  # absent when train() is called directly (tests, the protocol in-process)
+    launch = cfg.get("launch") or {}  # filled in by funnel.cli; empty when train() is called directly
     logger = cfg.logger
-    label = cfg.get("label") or launch.get("arm") or cfg.name
     derived = [cfg.name, *dataset_tags(cfg.dataset), target_name(cfg.model), optimizer_name(cfg.optimizer)]
     tags = []
     for tag in [*(logger.get("tags") or []), *derived]:
         tag = str(tag)[:64]  # W&B's limit
         if tag not in tags:
             tags.append(tag)
-    return {"name": logger.get("name") or f"{label} seed={cfg.seed}",
+    return {"name": logger.get("name") or run_name(cfg),
             "group": logger.get("group") or launch.get("sweep") or cfg.name,
             "job_type": logger.get("job_type") or launch.get("arm") or optimizer_name(cfg.optimizer),
             "tags": tags}
@@ -77,6 +80,8 @@ def run_id(run_dir: Path, resumed: bool) -> str:
     path = run_dir / RUN_ID_FILE
     if resumed and path.exists():
         return path.read_text().strip()
+    if resumed and (run_dir / "wandb").is_dir():  # a checkpoint from before wandb_id: its id was the path's hash
+        return hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
     new = secrets.token_hex(8)  # W&B ids are lowercase letters and digits (wandb.util.generate_id moved in 0.2x)
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(new + "\n")
@@ -84,21 +89,6 @@ def run_id(run_dir: Path, resumed: bool) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ end-of-run charts
-def read_records(path: Path) -> list[dict]:
-    """metrics.jsonl with numbers as floats ("nan", "inf" written as strings come back as floats)."""
-    records = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        for key, value in record.items():
-            if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-                record[key] = float(value)
-        records.append(record)
-    return records
-
-
 def series(records: list[dict], key: str) -> tuple[list, list]:
     """(steps, values) of `key`, finite values only."""
     points = [(r["step"], r[key]) for r in records
@@ -203,7 +193,7 @@ class WandbSink:
                 raise
             wandb.teardown()
             reason = (str(err).splitlines() or [""])[0][:200]
-            print(f"W&B online failed ({type(err).__name__}: {reason}); logging offline instead. Upload later with: "
+            say(f"W&B online failed ({type(err).__name__}: {reason}); logging offline instead. Upload later with: "
                   f"wandb sync {run_dir}/wandb/offline-run-*")
             self.run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **init)
         self.run.define_metric(STEP, hidden=True)
@@ -249,7 +239,7 @@ class WandbSink:
         """The charts and the summary, from the summary.json and metrics.jsonl the loop has just written."""
         path = self.run_dir / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else {}
-        made = charts(read_records(self.run_dir / "metrics.jsonl"), summary.get("phases") or [])
+        made = charts(read_metrics(self.run_dir / "metrics.jsonl"), summary.get("phases") or [])
         if made:
             self.run.log(made, step=self.last_step)
         self.run.summary.update(summary_fields(summary))

@@ -292,3 +292,13 @@ def test_the_same_run_in_two_folders_counts_once(grid, fake_data, tmp_path):
     (folder / "p0 again" / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(select.SelectError, match="different configs"):
         select.select(folder)
+
+
+def test_a_run_composed_without_the_runner_counts_as_unrecorded(fake_data, tmp_path):
+    """The config always has launch; a run composed in-process (the protocol, a script) has it empty and must be
+    read as one that recorded no overrides, not as a runner run that swept nothing."""
+    from funnel.train.loop import train
+
+    train(compose_config(base(fake_data)), tmp_path / "quick" / "run")
+    (run,), _ = select.find_runs(tmp_path / "quick")
+    assert run.launch is None

@@ -120,3 +120,13 @@ def test_any_override_value_gives_one_safe_folder_name():
     assert short_dirname("trainer.objective=val/current/top1") == "trainer.objective=val%2Fcurrent%2Ftop1"
     # injective: a literal "%2F" in a value does not meet the encoding of "/"
     assert short_dirname("label=a%2Fb") != short_dirname("label=a/b")
+
+
+def test_the_commit_is_recorded_only_for_the_checkout_the_code_is():
+    from funnel import __version__
+    from funnel.train.records import git_state
+    from tests.helpers import ROOT
+
+    assert len(git_state(ROOT)["commit"]) == 40
+    # a folder inside a repository that is not that repository's top (an installed copy in someone's project)
+    assert git_state(ROOT / "funnel") == {"commit": None, "dirty": None, "version": __version__}

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from experiments import select
 from funnel.train import checkpoint
 from tests.helpers import run_cli
 
@@ -111,10 +112,18 @@ def test_multirun_grid_over_gamma_p(fake_data, tmp_path):
         assert launch["sweep"] == record["sweep"] == records[0].stem and launch["arm"] == "quick_funnel"
         assert f"optimizer.gamma_p={run.name.split(',')[1].split('=')[1]}" in launch["overrides"]
 
-    # another sweep of the same experiment keeps its own record; the runs it shares are not trained again
+    # another sweep of the same experiment keeps its own record; the run it shares is not trained again, yet it
+    # is one of this sweep's runs: select ranks both points
     result = run_cli([*sweep, "optimizer.gamma_p=1e-3,1e-2"])
     check(result)
     assert "already finished" in result.stdout
+    second = [p for p in (tmp_path / "sweeps").glob("*.yaml") if p != records[0]]
+    assert len(second) == 1
+    assert len(second[0].with_suffix(".runs").read_text().splitlines()) == 2
+    selection = select.select(second[0])
+    assert selection["swept"] == ["optimizer.gamma_p"] and len(selection["points"]) == 2
+    # the same sweep with only where-it-runs settings changed (logger, progress bar) is the same sweep
+    check(run_cli([*sweep, "optimizer.gamma_p=1e-3,1e-2", "trainer.progress_bar=true"]))
     assert len(list((tmp_path / "sweeps").glob("*.yaml"))) == 2
 
 
@@ -211,3 +220,18 @@ def test_a_run_without_overrides_gets_its_own_folder(fake_data, tmp_path):
                    f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz"]))
     assert [p.name for p in tmp_path.iterdir()] == ["quick"]
     assert json.loads((tmp_path / "quick" / "defaults" / "summary.json").read_text())["status"] == "finished"
+
+
+def test_the_interrupt_line_says_where_the_next_start_begins(monkeypatch):
+    from funnel.cli import interrupted_line
+    from funnel.train.loop import Interrupted
+
+    monkeypatch.setattr("sys.argv", ["run.py", "experiment=quick"])
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert interrupted_line(Interrupted(7, 0), resume=True).startswith(
+        "interrupted at step 7, before its first checkpoint (trainer.checkpoint_every): the next start begins at "
+        "step 0. To start it: python run.py experiment=quick")
+    assert "trainer.resume=false, so the next start begins at step 0" in interrupted_line(Interrupted(7, 5), False)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # under torchrun the command is torchrun's
+    assert interrupted_line(Interrupted(7, 5), True).endswith("torchrun <the same options> python run.py "
+                                                              "experiment=quick")

@@ -241,3 +241,13 @@ def test_the_reproductions_pass_the_logger_to_the_protocol(logger, tmp_path):
                            env=env, capture_output=True, text=True, check=True).stdout
     for out in (shell, peers.splitlines()[0]):
         assert f"--logger {logger or 'none'} " in out, out
+
+
+def test_a_checkpoint_from_before_wandb_id_resumes_its_old_run(tmp_path):
+    import hashlib
+
+    from funnel.train.wandb_sink import run_id
+
+    (tmp_path / "wandb").mkdir()  # an earlier version's W&B folder, and no wandb_id
+    assert run_id(tmp_path, resumed=True) == hashlib.sha1(str(tmp_path.resolve()).encode()).hexdigest()[:16]
+    assert run_id(tmp_path, resumed=False) != run_id(tmp_path, resumed=False)  # a new run: a new id each time
