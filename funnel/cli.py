@@ -91,10 +91,13 @@ def interrupted_line(err: KeyboardInterrupt, resume: bool) -> str:
 def note_moved_run(run_dir: Path, override_dirname: str) -> None:
     """Before run folders got their own names, a run without overrides lived in the experiment's folder and a '/'
     in a value made nested folders. Such a run is not resumed from there: say where it is and how to move it."""
-    if (run_dir / "summary.json").exists() or (run_dir / "checkpoints").exists():
+    renamed = not override_dirname or (len(override_dirname) <= resolvers.MAX_DIRNAME
+                                       and ("/" in override_dirname or "%" in override_dirname))
+    if not renamed or run_dir.name != resolvers.short_dirname(override_dirname):  # a hydra.run.dir of the user's
         return
     old = run_dir.parent / override_dirname if override_dirname else run_dir.parent
-    if old != run_dir and ((old / "summary.json").exists() or (old / "checkpoints").exists()):
+    started = lambda d: (d / "summary.json").exists() or (d / "checkpoints").exists()
+    if not started(run_dir) and started(old):
         print(f"note: {old} holds this command's run as an earlier version named it; this run starts afresh in "
               f"{run_dir}. To continue the old one instead, move its files there and run the command again.")
 

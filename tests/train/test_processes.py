@@ -220,6 +220,14 @@ def test_a_run_without_overrides_gets_its_own_folder(fake_data, tmp_path):
                    f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz"]))
     assert [p.name for p in tmp_path.iterdir()] == ["quick"]
     assert json.loads((tmp_path / "quick" / "defaults" / "summary.json").read_text())["status"] == "finished"
+    # a run an earlier version kept in the experiment's folder itself is pointed at, not silently left behind
+    (tmp_path / "quick" / "defaults").rename(tmp_path / "old")
+    for f in (tmp_path / "old").iterdir():
+        f.rename(tmp_path / "quick" / f.name)
+    result = run_cli(["experiment=quick", f"run_root={tmp_path}", "logger=none",
+                      f"dataset.mnist_5k_path={fake_data}/mnist_5k.csv.gz"])
+    check(result)
+    assert f"note: {tmp_path / 'quick'} holds this command's run as an earlier version named it" in result.stdout
 
 
 def test_the_interrupt_line_says_where_the_next_start_begins(monkeypatch):
