@@ -94,11 +94,12 @@ def peers_experiments() -> tuple[str, ...]:
 
 
 def cli(main):
-    """A report's main: a WrongRuns ends it with `error: <the line>` and exit status 1, not a traceback."""
+    """A report's main: runs of another artefact, or a missing file (a study not run yet), end it with
+    `error: <the line>` and exit status 1, not a traceback."""
     @functools.wraps(main)
-    def wrapped(argv=None):
+    def wrapped(*args, **kwargs):
         try:
-            return main(argv)
-        except WrongRuns as err:
+            return main(*args, **kwargs)
+        except (WrongRuns, FileNotFoundError) as err:
             raise SystemExit(f"error: {err}") from None
     return wrapped

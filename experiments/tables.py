@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import analysis, compare, stats
-from experiments.checks import Expect, WrongRuns, check
+from experiments.checks import Expect, check, cli
 from experiments.provenance import markdown, provenance
 
 # The paper's value for a method of the study (by its name there): (top-1 mean, std, top-5 mean, std).
@@ -168,8 +168,5 @@ class Artefact:
             return
         if args.root is None:
             parser.error("the study's root is required")
-        try:
-            self.build(args.root, args.out)
-        except WrongRuns as err:
-            raise SystemExit(f"error: {err}") from None
+        cli(self.build)(args.root, args.out)
         print(f"wrote {args.out}/table.md")

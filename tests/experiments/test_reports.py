@@ -223,3 +223,11 @@ def test_peers_profiles_show_a_line_at_zero_and_name_methods_by_label(tmp_path):
     plt.close(fig)
     out = peers.plot_profiles(summary_, tmp_path / "profiles.png")
     assert assert_saved_and_readable(out) == legend
+
+
+def test_a_table_given_a_folder_that_is_no_study_says_so_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "experiments.table1_cpu", str(tmp_path), "--out",
+                             str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: {tmp_path}/protocol.json is missing: run python -m experiments.protocol "
+                                     f"... --root {tmp_path} first")
