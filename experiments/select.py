@@ -274,7 +274,8 @@ def swept_keys(runs: list[RunDir], root: Path) -> list[str]:
 
 
 def run_score(run: RunDir, metric: str, reduce: str) -> float:
-    values = [r[metric] for r in run.metrics if isinstance(r.get(metric), (int, float))]
+    # finite values only: read_metrics turns the "nan" a run wrote into a float
+    values = [r[metric] for r in run.metrics if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
     if not values:
         raise SelectError(f"{run.path} finished without a value of {metric} in its metrics.jsonl")
     return {"last": values[-1], "max": max(values), "mean": sum(values) / len(values)}[reduce]

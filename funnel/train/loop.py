@@ -256,8 +256,8 @@ class Records:
         postfix = {k.split("/", 1)[-1] if k != "train/loss" else "loss": f"{v:.4g}" for k, v in shown.items()}
         self.bar.set_postfix(postfix, refresh=False)
         step = record["step"]
-        evaluated = any(k.endswith("/top1") for k in record)
-        if self.lines and evaluated and (step - self.last_line >= self.total / 20 or step == self.total):
+        due = step - self.last_line >= self.total / 20 or step == self.total
+        if self.lines and due and any(k.endswith("/top1") for k in record):  # evaluated
             self.last_line = step  # about 20 lines a run, at evaluations
             say(f"{self.name}: step {step}/{self.total} " + " ".join(f"{k}={v}" for k, v in postfix.items()))
 
@@ -476,7 +476,7 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
     status = "diverged" if diverged_step is not None else "finished"
     objective = final.get(run.tc.objective) if run.tc.objective else None
     data = run.data
-    write_json(run.run_dir / "summary.json", {
+    summary = {
         "status": status, "diverged": diverged_step is not None, "diverged_step": diverged_step,
         "steps": run.step, "total_steps": run.plan.total, "final": final, "best": run.best, "objective": objective,
         "phases": [{"name": p.name, "start_step": s} for p, s in zip(data.phases, run.plan.starts)],
@@ -485,10 +485,11 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
         "ranks_in_sync": len(set(digests)) == 1, "state_sha256": digests,
         "parameters": sum(p.numel() for p in run.raw_model.parameters()), "data": data.info,
         "optimizer": type(run.optimizer).__name__, "torch": torch.__version__, "git": git_state(SOURCE_DIR),
-        "config": OmegaConf.to_container(run.cfg, resolve=True)})
+        "config": OmegaConf.to_container(run.cfg, resolve=True)}
+    write_json(run.run_dir / "summary.json", summary)
     records.metrics.close()
     if records.sink:
-        records.sink.finish()  # its charts and summary come from summary.json and metrics.jsonl
+        records.sink.finish(summary)
     shown = ", ".join(f"{k}={v:.2f}" for k, v in final.items() if k.endswith("top1") and "/angle" not in k)
     say(f"{run.run_dir}: {status} after {run.step} steps in {elapsed:.1f}s" + (f"; {shown}" if shown else ""))
     return sweep_objective(final, run.tc.objective, status)  # after the summary: a bad key loses no run

@@ -16,7 +16,6 @@ What a run shows in W&B:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -235,10 +234,8 @@ class WandbSink:
         self.last_step = step
         self.run.log({**hists, STEP: step}, step=step)
 
-    def finish(self) -> None:
-        """The charts and the summary, from the summary.json and metrics.jsonl the loop has just written."""
-        path = self.run_dir / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else {}
+    def finish(self, summary: dict) -> None:
+        """The charts, from the metrics.jsonl the loop has just closed, and the summary from its summary.json."""
         made = charts(read_metrics(self.run_dir / "metrics.jsonl"), summary.get("phases") or [])
         if made:
             self.run.log(made, step=self.last_step)
