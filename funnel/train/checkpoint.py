@@ -92,38 +92,48 @@ def refuse_unresumable(optimizer_cfg: DictConfig, ckpt_path: Path) -> None:
                          f"{spec.cannot_resume}. Delete {ckpt_path.parent} to train the run again from the start.")
 
 
-# Settings that change what is logged, evaluated or shown, never what is trained: a resume may change them (and the
-# run's summary records that it did). Any other difference refuses to resume.
-RESUMABLE_CHANGES = ("trainer.log_every", "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every",
-                     "trainer.progress_bar", "trainer.num_workers", "trainer.eval_batch_size",
-                     "trainer.histogram_every", "trainer.objective", "trainer.resume", "trainer.ddp_timeout_s",
-                     "logger.", "label", "launch.")
+# Settings that change what is logged, evaluated or shown, or where the data is read from, never what is trained: a
+# resume may change them (and the run's summary records that it did), and a run that ended is reused under them. Any
+# other difference refuses to resume, and refuses to call an ended run this command's.
+NOT_TRAINING = ("trainer.log_every", "trainer.eval_every", "trainer.eval_at_start", "trainer.checkpoint_every",
+                "trainer.progress_bar", "trainer.num_workers", "trainer.eval_batch_size", "trainer.histogram_every",
+                "trainer.objective", "trainer.resume", "trainer.ddp_timeout_s", "dataset.root", "dataset.download",
+                "dataset.mnist_5k_path", "logger.", "label", "launch.")
+ABSENT = "<absent>"
 
 
 def _flat(tree, prefix: str = "") -> dict:
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
+    if not isinstance(tree, dict) or not tree:
+        return {prefix[:-1]: tree} if prefix else {}
     return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
-def config_changes(saved_yaml: str, cfg: DictConfig) -> dict[str, tuple]:
-    """{key: (saved value, new value)} for every key where the checkpoint's config and `cfg` differ (interpolations
-    compared as written)."""
-    old = _flat(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
-    new = _flat(OmegaConf.to_container(cfg, resolve=False))
-    absent = "<absent>"
-    return {k: (old.get(k, absent), new.get(k, absent)) for k in sorted(set(old) | set(new))
-            if old.get(k, absent) != new.get(k, absent)}
+def differences(old: dict, new: dict) -> dict[str, tuple]:
+    """{key: (old value, new value)} for every dotted key where two config trees (plain containers) differ."""
+    old, new = _flat(old), _flat(new)
+    return {k: (old.get(k, ABSENT), new.get(k, ABSENT)) for k in sorted(set(old) | set(new))
+            if old.get(k, ABSENT) != new.get(k, ABSENT)}
+
+
+def training_differences(old: dict, new: dict) -> dict[str, tuple]:
+    """`differences` that change what is trained (all but NOT_TRAINING)."""
+    return {k: v for k, v in differences(old, new).items() if not k.startswith(NOT_TRAINING)}
+
+
+def listed(changes: dict[str, tuple], limit: int = 8) -> str:
+    """`key: old -> new; ...` for a one-line message (the first `limit` keys, then how many more)."""
+    shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:limit])
+    return shown + (f"; and {len(changes) - limit} more" if len(changes) > limit else "")
 
 
 def check_resume_config(saved_yaml: str, cfg: DictConfig, ckpt_path: Path) -> dict[str, tuple]:
     """The differences a resume may carry (returned, to be recorded); a ValueError listing any other, which would
-    silently train one run under two configs."""
-    changes = config_changes(saved_yaml, cfg)
-    refused = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE_CHANGES)}
+    silently train one run under two configs. Interpolations are compared as written."""
+    changes = differences(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False),
+                          OmegaConf.to_container(cfg, resolve=False))
+    refused = {k: v for k, v in changes.items() if not k.startswith(NOT_TRAINING)}
     if refused:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
-        raise ValueError(f"{ckpt_path} was written under another config ({listed}). Resume with the command that "
-                         "started the run, or start a new run: another run directory (hydra.run.dir=...) or "
+        raise ValueError(f"{ckpt_path} was written under another config ({listed(refused)}). Resume with the command "
+                         "that started the run, or start a new run: another run directory (hydra.run.dir=...) or "
                          "trainer.resume=false, which trains this one again from the start.")
     return changes
