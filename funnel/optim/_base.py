@@ -265,9 +265,14 @@ class StatefulOptimizer(Optimizer):
                 raise ValueError(f"{name}.load_state_dict: group {gi} has {len(saved['params'])} parameters in the "
                                  f"state_dict, {len(group['params'])} here")
             settings = {**self.defaults, **{k: v for k, v in saved.items() if k != "params"}, "params": []}
+            self._check_saved_settings(settings, group, f"{name}.load_state_dict: group {gi}")
             for index, param in zip(saved["params"], group["params"]):
                 if index in state_dict["state"]:
                     self._check_saved_state(state_dict["state"][index], param, settings, f"parameter {index}")
+
+    def _check_saved_settings(self, settings: dict, group: dict, where: str) -> None:
+        """Refuse a saved group (its settings over the defaults) whose settings this optimizer must not take from a
+        file; `group` is the group it replaces. Checked before anything of the state_dict is used."""
 
     def _check_saved_state(self, saved: dict, param: Tensor, settings: dict, where: str) -> None:
         expected: dict = {}

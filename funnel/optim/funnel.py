@@ -206,6 +206,18 @@ class Funnel(StatefulOptimizer):
                 return self.state[p]["scale"]
         return None
 
+    def _check_saved_settings(self, settings, group, where):
+        """A state_dict never chooses code: its groups may name a built-in inner optimizer or the one this optimizer
+        was constructed with, nothing else (an import path from a checkpoint would import and run any module)."""
+        inner = settings["inner"]
+        builtin = isinstance(inner, str) and inner in BUILTIN_PRECONDITIONERS
+        if not builtin and inner != group["inner"]:
+            raise ValueError(f"{where} names inner={inner!r}, this optimizer uses inner={group['inner']!r}: a "
+                             "state_dict may name only a built-in inner optimizer "
+                             f"({', '.join(BUILTIN_PRECONDITIONERS)}) or the one the optimizer was constructed "
+                             "with; construct it with that inner optimizer if you trust the file")
+        super()._check_saved_settings(settings, group, where)
+
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         # A checkpoint holds one copy of a group's global scale per parameter (and torch's casting may have

@@ -78,7 +78,11 @@ def run_id(run_dir: Path, resumed: bool) -> str:
     directory deleted and created again must not continue, or collide with, the old run on `wandb sync`)."""
     path = run_dir / RUN_ID_FILE
     if resumed and path.exists():
-        return path.read_text().strip()
+        stored = path.read_text().strip()
+        if not re.fullmatch(r"[a-z0-9]{1,64}", stored):  # W&B makes a folder of the id: a stored path is refused
+            raise ValueError(f"{path} holds {stored[:80]!r}, which is not a W&B run id (lowercase letters and digits): "
+                             "delete the file to log the resumed run as a new W&B run")
+        return stored
     if resumed and (run_dir / "wandb").is_dir():  # a checkpoint from before wandb_id: its id was the path's hash
         return hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
     new = secrets.token_hex(8)  # W&B ids are lowercase letters and digits (wandb.util.generate_id moved in 0.2x)
