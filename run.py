@@ -6,7 +6,7 @@
 
 See README.md for multi-node (torchrun rendezvous, SLURM) and funnel/cli.py for the runner itself.
 """
-from funnel.cli import run
+from funnel.start import main
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -23,13 +23,13 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from funnel.train import resolvers
+from funnel.train import resolvers, signals
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SWEEP_ENV = "FUNNEL_SWEEP"  # the sweep id, set by SweepRecord for the runs of the sweep (also under SLURM)
-EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 resolvers.register()
+_trained = False  # whether this process's run (or the last of its sweep) got through `train`
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
@@ -41,12 +41,15 @@ def main(cfg: DictConfig):
         cfg.launch = {"overrides": list(hc.overrides.task), "arm": hc.runtime.choices.get("arm"),
                       "sweep": os.environ.get(SWEEP_ENV) if hc.mode == RunMode.MULTIRUN else None}
     note_moved_run(Path(hc.runtime.output_dir), hc.job.override_dirname)
+    global _trained
     try:
-        return train(cfg, hc.runtime.output_dir)
+        objective = train(cfg, hc.runtime.output_dir)
+        _trained = True
+        return objective
     except KeyboardInterrupt as err:
-        if int(os.environ.get("RANK", "0")) == 0:  # every DDP rank gets the Ctrl-C; one line is enough
+        if int(os.environ.get("RANK", "0")) == 0:  # every DDP rank gets the signal; one line is enough
             print(f"\n{interrupted_line(err, cfg.trainer.resume)}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(signals.exit_code(err))
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         # The runner's own errors say what is wrong and how to fix it: one line, no traceback (HYDRA_FULL_ERROR=1
         # shows it). Anything else keeps its traceback.
@@ -75,17 +78,22 @@ def resume_command() -> str:
 
 
 def interrupted_line(err: KeyboardInterrupt, resume: bool) -> str:
+    """What a Ctrl-C or SIGTERM stopped, and where the next start of the same command begins."""
     from funnel.train.loop import Interrupted
 
+    what = signals.WHAT[signals.signal_name(err)]
     if not isinstance(err, Interrupted):
-        return f"interrupted before training started. To start again: {resume_command()}"
+        return f"{what} before training started. To start again: {resume_command()}"
+    if err.ended:
+        return f"{what} after the run ended ({err.ended}): its summary.json is written, nothing is lost."
     if not resume:
-        return f"interrupted at step {err.step}; trainer.resume=false, so the next start begins at step 0."
+        return f"{what} at step {err.step}; trainer.resume=false, so the next start begins at step 0."
     if err.checkpoint_step == 0:
-        return (f"interrupted at step {err.step}, before its first checkpoint (trainer.checkpoint_every): the next "
+        return (f"{what} at step {err.step}, before its first checkpoint (trainer.checkpoint_every): the next "
                 f"start begins at step 0. To start it: {resume_command()}")
-    return (f"interrupted at step {err.step}; it resumes from step {err.checkpoint_step} (its last checkpoint). Run "
-            f"the same command to resume: {resume_command()}")
+    where = "a checkpoint written on stopping" if err.checkpoint_step == err.step else "its last checkpoint"
+    return (f"{what} at step {err.step}; it resumes from step {err.checkpoint_step} ({where}). Run the same "
+            f"command to resume: {resume_command()}")
 
 
 def note_moved_run(run_dir: Path, override_dirname: str) -> None:
@@ -100,6 +108,30 @@ def note_moved_run(run_dir: Path, override_dirname: str) -> None:
     if not started(run_dir) and started(old):
         print(f"note: {old} holds this command's run as an earlier version named it; this run starts afresh in "
               f"{run_dir}. To continue the old one instead, move its files there and run the command again.")
+
+
+class RunFolder(Callback):
+    """Hydra makes the run's folder before the runner starts; a folder it cannot make (a file in its place, a
+    read-only disk, no permission) ends in one line here instead of in Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        make_folder(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        make_folder(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def make_folder(path: str, setting: str) -> None:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        fix = (f"{path} is a file: move it, or set {setting}=<a folder>" if Path(path).is_file()
+               else f"set {setting}=<a folder you can write> (or run_root=...)")
+        print(f"error: {type(err).__name__}: cannot make the run folder {path} ({err.strerror}): {fix}",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 class SweepRecord(Callback):
@@ -143,14 +175,23 @@ class SweepRecord(Callback):
 
 
 def run() -> None:
-    """The console entry point (`funnel-run`, `python run.py`)."""
+    """The runner (`funnel-run` and `python run.py` come here through funnel.start; torchrun starts it as
+    `-m funnel.cli`)."""
+    signals.install()
     if int(os.environ.get("RANK", "0")) > 0:
         # Every rank composes the same config and uses the same run directory; only rank 0 writes Hydra's files.
         sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-    main()
-    from funnel.train.distributed import exit_cleanly
+    try:
+        main()
+        from funnel.train.distributed import exit_cleanly
 
-    exit_cleanly()
+        exit_cleanly()
+    except KeyboardInterrupt as err:  # while Hydra composes, or once the run has ended
+        if int(os.environ.get("RANK", "0")) == 0:
+            when = "after the run ended: nothing is lost" if _trained else \
+                f"before training started. To start again: {resume_command()}"
+            print(f"\n{signals.WHAT[signals.signal_name(err)]} {when}", file=sys.stderr)
+        sys.exit(signals.exit_code(err))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from funnel.train.records import cpu_name
 from funnel.data.base import epoch_batches
 from funnel.data.sources import DEBIAN_FASHION_MNIST
 from funnel.train import resolvers
-from funnel.train.build import build_model, instantiate
+from funnel.train.build import build_model, build_optimizer, instantiate
 from funnel.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def bare_round(cfg, steps: int) -> list[float]:
     torch.manual_seed(cfg.seed)
     data = instantiate(cfg.dataset)
     model = build_model(cfg.model, data)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
     train_set = data.phases[0].train
     batches = epoch_batches(len(train_set), cfg.trainer.batch_size, cfg.trainer.drop_last, cfg.seed, 0, 0)
     windows, t0 = [], time.perf_counter()

@@ -1,8 +1,9 @@
 """`python -m tests.faulty_run FAULT STEP ARGS...`: run.py with ARGS and a fault right after step STEP (and its
 checkpoint, if one is due), injected through `train`'s `after_step`; nothing in funnel/ knows about it.
 
-FAULT is `kill` (SIGKILL, as a crash or a pre-empted job), `interrupt` (SIGINT, as Ctrl-C in the terminal) or
-`stall` (DDP rank 1 stops answering for two minutes, as a hung process would)."""
+FAULT is `kill` (SIGKILL, as a crash), `interrupt` (SIGINT, as Ctrl-C in the terminal), `terminate` (SIGTERM, as
+SLURM preempts a job), `interrupt-twice` (two SIGINTs, as an impatient Ctrl-C) or `stall` (DDP rank 1 stops answering
+for two minutes, as a hung process would)."""
 import functools
 import os
 import runpy
@@ -19,6 +20,11 @@ def fault(kind: str, step: int, run) -> None:
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif kind == "interrupt":
+        os.kill(os.getpid(), signal.SIGINT)
+    elif kind == "terminate":
+        os.kill(os.getpid(), signal.SIGTERM)
+    elif kind == "interrupt-twice":
+        os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
     elif kind == "stall" and run.ddp.rank == 1:
         time.sleep(120)

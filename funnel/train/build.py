@@ -2,6 +2,7 @@
 data, the parameter dtype, and the seeds."""
 from __future__ import annotations
 
+import inspect
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from funnel.data.base import TaskData
+from funnel.optim.registry import REGISTRY
 
 
 def instantiate(cfg, **kwargs):
@@ -29,6 +31,31 @@ def instantiate(cfg, **kwargs):
                              "option does not take; remove it, or pick the option the experiment was made "
                              "for") from None
         raise
+
+
+def build_optimizer(optimizer_cfg: DictConfig, params) -> torch.optim.Optimizer:
+    """The configured optimizer over `params`. A key its constructor does not take (a typo such as
+    +optimizer.gama_p, or an arm's Funnel settings left over after optimizer=adagrad) is a ValueError that names the
+    key and the keys it takes."""
+    make = instantiate(optimizer_cfg)
+    try:
+        return make(params)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        key = str(err).rsplit("argument", 1)[-1].strip(" '\"")
+        chosen = optimizer_cfg.get("name") or optimizer_cfg.get("_target_")
+        spec = REGISTRY.get(optimizer_cfg.get("name") or "")  # a registry builder: the class's own settings
+        try:
+            signature = spec.signature() if spec else inspect.signature(getattr(make, "func", make))
+            takes = [n for n, p in signature.parameters.items()
+                     if n not in ("self", "params") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        except (TypeError, ValueError, ImportError):
+            takes = []
+        raise ValueError(f"optimizer.{key} is not a setting of {chosen}" + (f" (it takes: {', '.join(takes)})"
+                         if takes else "") + ": a misspelled key, or one that an arm or experiment sets for another "
+                         "optimizer (a Funnel arm's gammas under optimizer=adagrad); fix or remove the key, or pick "
+                         "the optimizer that arm was made for") from None
 
 
 def build_model(model_cfg: DictConfig, data: TaskData) -> torch.nn.Module:

@@ -29,8 +29,9 @@ def save(path: str | Path, payload: dict) -> None:
     except (RuntimeError, OSError) as err:  # a full disk shows as torch's "unexpected pos ..." RuntimeError
         tmp.unlink(missing_ok=True)
         free = shutil.disk_usage(path.parent).free / 1e6
+        kept = "the previous checkpoint is intact" if path.exists() else "the run has no earlier checkpoint"
         raise OSError(f"could not write the checkpoint {tmp} ({type(err).__name__}: {str(err).splitlines()[0]}); "
-                      f"{free:.1f} MB are free on that disk; the previous checkpoint is intact") from None
+                      f"{free:.1f} MB are free on that disk; {kept}") from None
     if path.exists():
         os.replace(path, path.with_name(Path(PREVIOUS).name))
     os.replace(tmp, path)
@@ -111,8 +112,9 @@ def _flat(tree, prefix: str = "") -> dict:
 def differences(old: dict, new: dict) -> dict[str, tuple]:
     """{key: (old value, new value)} for every dotted key where two config trees (plain containers) differ."""
     old, new = _flat(old), _flat(new)
+    same = lambda a, b: a == b or (a != a and b != b)  # NaN, as JSON gives it back, equals NaN
     return {k: (old.get(k, ABSENT), new.get(k, ABSENT)) for k in sorted(set(old) | set(new))
-            if old.get(k, ABSENT) != new.get(k, ABSENT)}
+            if not same(old.get(k, ABSENT), new.get(k, ABSENT))}
 
 
 def training_differences(old: dict, new: dict) -> dict[str, tuple]:

@@ -49,7 +49,7 @@ def setup(device: str = "auto", timeout_s: float = 600) -> Distributed:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = usable_device(device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
@@ -59,6 +59,25 @@ def setup(device: str = "auto", timeout_s: float = 600) -> Distributed:
             local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     return Distributed(rank, world_size, local_rank, device)
+
+
+def usable_device(name: str, local_rank: int) -> torch.device:
+    """`trainer.device` as a device this machine has ("cuda" is this rank's GPU), or a ValueError saying what to
+    set instead."""
+    fix = "use trainer.device=auto (this rank's GPU when there is one, else the CPU) or trainer.device=cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"trainer.device={name!r} is not a device ({str(err).splitlines()[0]}): {fix}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"trainer.device={name} but torch finds no GPU on this machine: {fix}")
+        device = torch.device("cuda", local_rank if device.index is None else device.index)
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"trainer.device={name}: this machine has {torch.cuda.device_count()} GPU(s): {fix}")
+    elif device.type != "cpu":
+        raise ValueError(f"trainer.device={name}: the runner trains on CPUs and CUDA GPUs: {fix}")
+    return device
 
 
 class RanksTimedOut(RuntimeError):

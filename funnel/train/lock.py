@@ -16,8 +16,8 @@ class RunDirectoryInUse(RuntimeError):
 
 
 class RunLock:
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / ".lock"
+    def __init__(self, run_dir: str | Path, name: str = ".lock"):
+        self.path = Path(run_dir) / name
         self.file = None
 
     def __enter__(self) -> RunLock:

@@ -5,7 +5,6 @@ summary.json in `run_dir`. Read `train` first: every piece it calls follows it, 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -20,13 +19,15 @@ from torch.nn.parallel import DistributedDataParallel
 from funnel.data.base import TaskData, epoch_batches, shard
 from funnel.optim import optimizer_stats
 from funnel.optim.registry import takes_loss
-from funnel.train import checkpoint, distributed
+from funnel.train import checkpoint, distributed, signals
 from funnel.train.console import run_log, say
-from funnel.train.build import build_model, instantiate, loss_dtype, parameter_dtype, seed_everything
+from funnel.train.build import (build_model, build_optimizer, instantiate, loss_dtype, parameter_dtype,
+                                seed_everything)
 from funnel.train.lock import RunLock
 from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
 from funnel.train.plan import Plan, batch_stream
-from funnel.train.records import GainTrajectories, MetricsLog, git_state, hardware, run_name, write_json
+from funnel.train.records import (GainTrajectories, MetricsLog, git_state, hardware, read_metrics, read_summary,
+                                  run_name, write_json)
 from funnel.train.schedules import Constant
 from funnel.train.settings import TrainerSettings
 
@@ -62,6 +63,8 @@ class Run:
     resumes: list = field(default_factory=list)  # each resume: its step and the settings it changed
     first_loss: float | None = None  # the run's first train loss: the scale of trainer.diverge_factor
     saved_gains: dict | None = None  # the gain trajectories of the checkpoint resumed from
+    saved_window: dict | None = None  # the logging window the checkpoint was written in (its steps' losses)
+    saved_record: dict | None = None  # the steps of the metrics lines written up to the checkpoint
     checkpoint_step: int = 0  # the step of the newest checkpoint: where a restart resumes
 
     @property
@@ -78,10 +81,11 @@ def train(cfg: DictConfig, run_dir: str | Path, after_step: Callable[[Run], None
     session_start = time.perf_counter()
     run_dir = Path(run_dir)
     TrainerSettings.check(cfg.trainer)  # before anything is written
+    check_seed(cfg.seed)
     ddp = distributed.setup(cfg.trainer.device, cfg.trainer.ddp_timeout_s)
     main = ddp.is_main  # rank 0 alone writes
     with RunLock(run_dir) if main else contextlib.nullcontext(), run_log(run_dir) if main else contextlib.nullcontext():
-        ended = ended_summary(run_dir, cfg.trainer.resume, ddp)
+        ended = ended_summary(run_dir, cfg, ddp)
         if ended is not None:  # the objective as configured now (a sweep may ask for another metric)
             return sweep_objective(ended["final"], cfg.trainer.objective, ended["status"])
         try:
@@ -96,6 +100,8 @@ def train_locked(cfg: DictConfig, run_dir: Path, ddp, session_start: float, afte
     """`train`, holding the run directory, for a run that has not ended."""
     run = build_run(cfg, run_dir, ddp, session_start)
     resume(run)
+    if not run.resumed and ddp.is_main:
+        clear_earlier_run(run)
     wrap_model(run)
     records = Records.open(run) if ddp.is_main else None
     if not run.resumed and run.tc.eval_at_start:
@@ -103,45 +109,90 @@ def train_locked(cfg: DictConfig, run_dir: Path, ddp, session_start: float, afte
     window, batches = Window(run), Batches(run)
     diverged_step = None
     try:
-        while run.step < run.plan.total:
-            x, y, global_n = batches.next(run.step)
-            train_step(run, window, x, y, global_n)
-            if records:
-                records.bar.update(1)
-            due = due_now(run)
-            if any(due):
-                diverged_step = first_divergence(run, window, records)
-                if diverged_step is not None:
-                    break
-                report(run, window, records, *due)
-            if after_step:
-                after_step(run)
+        # One process: a first Ctrl-C or SIGTERM ends the step it came in, with a checkpoint there. Several ranks
+        # may each get it at another step, and a checkpoint needs all of them: they stop at once.
+        with signals.deferred(enabled=not ddp.enabled):
+            while run.step < run.plan.total:
+                x, y, global_n = batches.next(run.step)
+                train_step(run, window, x, y, global_n)
+                if records:
+                    records.bar.update(1)
+                due = due_now(run)
+                if any(due):
+                    diverged_step = first_divergence(run, window, records)
+                    if diverged_step is not None:
+                        break
+                    report(run, window, records, *due)
+                if after_step:
+                    after_step(run)
+                if signals.pending():
+                    stop_here(run, window, records, signals.pending())
     except BaseException as err:
         if records:
             records.abort()
         if isinstance(err, KeyboardInterrupt):
-            raise Interrupted(run.step, run.checkpoint_step) from None
+            raise Interrupted(run.step, run.checkpoint_step, signals.signal_name(err)) from None
         raise
     return finish(run, records, diverged_step)
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C while training: where the run stood, and the checkpoint a restart resumes from."""
+class Interrupted(signals.Stop):
+    """Ctrl-C or SIGTERM once training started: where the run stood, the checkpoint a restart resumes from, and
+    whether the run had already ended (its summary written) when the signal came."""
 
-    def __init__(self, step: int, checkpoint_step: int):
-        super().__init__(f"interrupted at step {step}; the last checkpoint is at step {checkpoint_step}")
-        self.step, self.checkpoint_step = step, checkpoint_step
+    def __init__(self, step: int, checkpoint_step: int, signal: str = "SIGINT", ended: str | None = None):
+        super().__init__(signal)
+        self.args = (f"{signal} at step {step}; the last checkpoint is at step {checkpoint_step}",)
+        self.step, self.checkpoint_step, self.ended = step, checkpoint_step, ended
 
 
-def ended_summary(run_dir: Path, resume_allowed: bool, ddp) -> dict | None:
-    """The summary of a run that already ended (finished or diverged): a restarted sweep skips it."""
+def check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed={seed!r} must be an integer (it seeds the model's init, the data order and the "
+                         "augmentation)")
+
+
+def ended_summary(run_dir: Path, cfg: DictConfig, ddp) -> dict | None:
+    """The summary of a run that already ended (finished or diverged) under this config: a restarted sweep skips
+    it. A ValueError, in one line, for a run that ended under another config (the command changed, or a config file
+    it was composed from), and for a folder whose summary and metrics disagree: neither is this command's run."""
     path = run_dir / "summary.json"
-    if not (resume_allowed and path.exists()):
+    if not (cfg.trainer.resume and path.exists()):
         return None
-    summary = json.loads(path.read_text())
+    summary = read_summary(path)
+    status = summary["status"]
+    changes = checkpoint.training_differences(summary.get("config") or {}, OmegaConf.to_container(cfg, resolve=True))
+    if changes:
+        raise ValueError(f"{run_dir} holds a run that {status} under another config ({checkpoint.listed(changes)}). "
+                         "Run the command that trained it; or give this one another folder (hydra.run.dir=...); or "
+                         "add trainer.resume=false to train it again here, replacing it.")
+    if "steps" in summary:
+        logged = read_metrics(run_dir / "metrics.jsonl")
+        last = logged[-1].get("step") if logged else None
+        if last != summary["steps"]:
+            where = "is missing or empty" if last is None else f"ends at step {last}"
+            raise ValueError(f"{run_dir}: summary.json says the run {status} at step {summary['steps']}, but its "
+                             f"metrics.jsonl {where}: the folder's files disagree, so it is not taken as {status}. "
+                             "Add trainer.resume=false to train it again here, replacing it.")
     if ddp.is_main:
-        say(f"{run_dir}: already {summary['status']} (delete summary.json to train again)")
+        say(f"{run_dir}: already {status} under this config (trainer.resume=false trains it again)")
     return summary
+
+
+def clear_earlier_run(run: Run) -> None:
+    """A run that starts at step 0 in a folder where another ran (trainer.resume=false, or one stopped before its
+    first checkpoint): the earlier run's summary, checkpoints and gains go first, so that a stop midway never leaves
+    an old summary or checkpoint beside the new run's metrics (a folder that says "finished" for a run it does not
+    hold). run.log keeps the earlier run's lines."""
+    earlier = [run.run_dir / name for name in ("summary.json", checkpoint.LAST, checkpoint.PREVIOUS, "gains.npz")]
+    earlier = [path for path in earlier if path.exists()]
+    if not earlier:
+        return
+    why = "trainer.resume=false" if not run.tc.resume else "no checkpoint to resume from"
+    say(f"{run.run_dir}: {why}: this run starts at step 0 and replaces the earlier one here (deleted: "
+        f"{', '.join(str(p.relative_to(run.run_dir)) for p in earlier)})")
+    for path in earlier:
+        path.unlink()
 
 
 def build_run(cfg: DictConfig, run_dir: Path, ddp, session_start: float) -> Run:
@@ -159,7 +210,7 @@ def build_run(cfg: DictConfig, run_dir: Path, ddp, session_start: float) -> Run:
     if ddp.device.type == "cuda":
         data = data.to(ddp.device)  # small datasets live on the GPU: no per-batch host-to-device copies
     model = build_model(cfg.model, data).to(ddp.device, dtype)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
     schedule = instantiate(cfg.schedule)
     adapts_lr = getattr(optimizer, "adapts_lr", False)
     if adapts_lr and not isinstance(schedule, Constant):
@@ -184,17 +235,44 @@ def resume(run: Run) -> None:
         ck, path = found
         checkpoint.refuse_unresumable(run.cfg.optimizer, path)
         changes = checkpoint.check_resume_config(ck["config"], run.cfg, path)
-        run.resumes = [*ck.get("resumes", []), {"step": ck["step"], "changed": {k: list(v) for k, v in
-                                                                                 changes.items()}}]
+        entry = {"step": ck["step"], "changed": {k: list(v) for k, v in changes.items()}}
+        saved_world = ck.get("world_size", run.ddp.world_size)
+        if saved_world != run.ddp.world_size:
+            entry["world_size"] = [saved_world, run.ddp.world_size]
+        run.resumes = [*ck.get("resumes", []), entry]
         run.raw_model.load_state_dict(ck["model"])
         run.optimizer.load_state_dict(ck["optimizer"])
         checkpoint.set_rng_state(ck["rng"])
         run.step = run.checkpoint_step = min(ck["step"], run.plan.total)
         run.elapsed, run.best, run.last_eval = ck["elapsed"], ck["best"], ck["last_eval"]
         run.first_loss = ck.get("first_loss")
-        run.saved_gains = ck.get("gains")
+        run.saved_gains, run.saved_window, run.saved_record = ck.get("gains"), ck.get("window"), ck.get("record")
+        if run.ddp.is_main:
+            say(resume_line(run, path, ck.get("stopped_by"), saved_world))
     if run.averaged:
         run.optimizer.train()
+
+
+def resume_line(run: Run, path: Path, stopped_by: str | None, saved_world: int) -> str:
+    """Where a resumed run goes on from, and why from there."""
+    why = (f"written when {stopped_by} stopped the run there" if stopped_by
+           else "its last checkpoint; whatever stopped the run came later")
+    line = f"{run.run_dir}: resuming at step {run.step} of {run.plan.total} from {path.name} ({why})"
+    if saved_world != run.ddp.world_size:
+        line += (f"; it trained as {saved_world} process(es) and goes on as {run.ddp.world_size}: the batches split "
+                 "differently, so it differs from an uninterrupted run by rounding (summary.json resumes records "
+                 "the change)")
+    return line
+
+
+def stop_here(run: Run, window: Window, records: Records | None, signal_name: str) -> None:
+    """A signal came during the step just taken: checkpoint this step (unless it has one, or a checkpoint would
+    not resume to the same state: Schedule-Free's checkpoints are taken at its averaged point, which an uninterrupted
+    run does not visit here), then stop."""
+    if run.checkpoint_step != run.step and not run.averaged:
+        window.settle()
+        save_checkpoint(run, window, records, stopped_by=signal_name)
+    raise signals.Stop(signal_name)
 
 
 def wrap_model(run: Run) -> None:
@@ -222,7 +300,8 @@ class Records:
     @classmethod
     def open(cls, run: Run) -> Records:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics = MetricsLog(run.run_dir / "metrics.jsonl", resume_step=run.step if run.resumed else None)
+        metrics = MetricsLog(run.run_dir / "metrics.jsonl", resume_step=run.step if run.resumed else None,
+                             saved=run.saved_record)
         gains = GainTrajectories(run.optimizer, list(run.raw_model.named_parameters()), samples=run.tc.gain_samples,
                                  seed=run.cfg.seed)
         if run.resumed:  # from the checkpoint; from gains.npz for a checkpoint written before they were in it
@@ -281,10 +360,31 @@ class Window:
 
     def __init__(self, run: Run):
         self.run = run
-        self.loss_sum = torch.zeros((), device=run.ddp.device)
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=run.ddp.device)
-        self.first = None if run.first_loss is None else torch.tensor(run.first_loss, device=run.ddp.device)
+        device = run.ddp.device
+        self.loss_sum = torch.zeros((), device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.first = None if run.first_loss is None else torch.tensor(run.first_loss, device=device)
         self.start, self.steps, self.eval_time = time.perf_counter(), 0, 0.0
+        saved = run.saved_window
+        if saved:  # a resume inside a window: its first steps' losses count, as in an uninterrupted run
+            sums, ranks = saved["loss_sums"], run.ddp.world_size
+            if len(sums) == ranks:
+                self.loss_sum = sums[run.ddp.rank].to(device)
+            else:  # another world size: the same window mean, all of it on rank 0
+                self.loss_sum = (sums.sum() / len(sums) * ranks if run.ddp.is_main else sums.sum() * 0).to(device)
+            self.first_bad.fill_(saved["first_bad"])
+            self.steps = saved["steps"]
+            self.start -= saved["seconds"]
+
+    def state(self) -> dict:
+        """The window so far, for a checkpoint: every rank's loss sum (a collective: all ranks call it)."""
+        sums = self.loss_sum.detach().reshape(1)
+        if self.run.ddp.enabled:
+            gathered = [torch.empty_like(sums) for _ in range(self.run.ddp.world_size)]
+            torch.distributed.all_gather(gathered, sums)
+            sums = torch.cat(gathered)
+        return {"loss_sums": sums.cpu(), "steps": self.steps, "first_bad": int(self.first_bad),
+                "seconds": time.perf_counter() - self.start - self.eval_time}
 
     def add(self, loss: torch.Tensor, step: int) -> None:
         """The loss of step `step` (0-based)."""
@@ -410,7 +510,7 @@ def report(run: Run, window: Window, records: Records | None, log: bool, evaluat
         records.write(record)
     if ckpt:
         window.settle()
-        save_checkpoint(run, records)
+        save_checkpoint(run, window, records)
     if averaged_point:
         run.optimizer.train()
 
@@ -449,15 +549,20 @@ def evaluate_all(run: Run, phase_index: int) -> dict:
     return record
 
 
-def save_checkpoint(run: Run, records: Records | None) -> None:
+def save_checkpoint(run: Run, window: Window, records: Records | None, stopped_by: str | None = None) -> None:
+    """Everything a resume needs to go on as if uninterrupted, written by rank 0; `stopped_by` names the signal a
+    checkpoint was written for outside the schedule."""
     run.checkpoint_step = run.step
+    window_state = window.state()
     if not records:  # rank 0 alone writes
         return
     checkpoint.save(run.run_dir / checkpoint.LAST, {
         "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": run.step,
         "position": list(run.plan.position(min(run.step, run.plan.total - 1))), "rng": checkpoint.rng_state(),
         "elapsed": run.seconds(), "best": run.best, "last_eval": run.last_eval, "config": OmegaConf.to_yaml(run.cfg),
-        "resumes": run.resumes, "first_loss": run.first_loss, "gains": records.gains.state_dict()})
+        "resumes": run.resumes, "first_loss": run.first_loss, "gains": records.gains.state_dict(),
+        "window": window_state, "record": records.metrics.state_dict(), "world_size": run.ddp.world_size,
+        "stopped_by": stopped_by})
     records.gains.save(run.run_dir / "gains.npz")  # a copy for readers; the checkpoint holds the committed one
 
 
@@ -485,13 +590,16 @@ def finish(run: Run, records: Records | None, diverged_step: int | None) -> floa
         "ranks_in_sync": len(set(digests)) == 1, "state_sha256": digests,
         "parameters": sum(p.numel() for p in run.raw_model.parameters()), "data": data.info,
         "optimizer": type(run.optimizer).__name__, "torch": torch.__version__, "git": git_state(SOURCE_DIR),
-        "config": OmegaConf.to_container(run.cfg, resolve=True)}
+        "record": records.metrics.summary(), "config": OmegaConf.to_container(run.cfg, resolve=True)}
     write_json(run.run_dir / "summary.json", summary)
-    records.metrics.close()
-    if records.sink:
-        records.sink.finish(summary)
-    shown = ", ".join(f"{k}={v:.2f}" for k, v in final.items() if k.endswith("top1") and "/angle" not in k)
-    say(f"{run.run_dir}: {status} after {run.step} steps in {elapsed:.1f}s" + (f"; {shown}" if shown else ""))
+    try:
+        records.metrics.close()
+        if records.sink:
+            records.sink.finish(summary)
+        shown = ", ".join(f"{k}={v:.2f}" for k, v in final.items() if k.endswith("top1") and "/angle" not in k)
+        say(f"{run.run_dir}: {status} after {run.step} steps in {elapsed:.1f}s" + (f"; {shown}" if shown else ""))
+    except KeyboardInterrupt as err:  # the run is whole on disk: the stop line must say so
+        raise Interrupted(run.step, run.checkpoint_step, signals.signal_name(err), ended=status) from None
     return sweep_objective(final, run.tc.objective, status)  # after the summary: a bad key loses no run
 
 

@@ -11,10 +11,12 @@ class Plan:
     """Where each step falls: phase, epoch within the phase, batch within the epoch."""
 
     def __init__(self, data: TaskData, epochs: int, global_batch: int, drop_last: bool, max_steps: int | None):
+        smallest = min(len(p.train) for p in data.phases)
+        if global_batch > smallest:  # every step would take the whole set, and the records would say otherwise
+            raise ValueError(f"trainer.batch_size={global_batch} is larger than the training set ({smallest} samples"
+                             f"{' in its smallest phase' if len(data.phases) > 1 else ''}): set trainer.batch_size="
+                             f"{smallest} for full-batch training")
         self.per_epoch = [steps_per_epoch(len(p.train), global_batch, drop_last) for p in data.phases]
-        if min(self.per_epoch) == 0:
-            raise ValueError(f"trainer.batch_size={global_batch} is larger than a training set "
-                             f"({min(len(p.train) for p in data.phases)} samples) with trainer.drop_last=true")
         self.epochs = epochs
         self.starts = np.cumsum([0] + [epochs * n for n in self.per_epoch]).tolist()
         self.total = self.starts[-1] if max_steps is None else min(int(max_steps), self.starts[-1])

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,37 +48,108 @@ def _jsonable(value):
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON object per logged step."""
+    """metrics.jsonl: one JSON object per logged step. It keeps the step of every line it wrote, and a checkpoint
+    keeps that list (`state_dict`), so a resume can tell which lines the file lost since (a deleted, cut or damaged
+    file): those steps are said at once and named in summary.json (`summary()`), never silently left out."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None):
+    def __init__(self, path: str | Path, resume_step: int | None = None, saved: dict | None = None):
         self.path = Path(path)
+        self.logged: list[int] = []  # the step of each line the file holds, in order
+        self.missing: list[int] = []  # the steps of lines written and since lost
         if resume_step is None:
             self.path.write_text("")
-        elif self.path.exists():
-            _atomic_write_text(self.path, "".join(line + "\n" for line in self._kept(resume_step)))
+        else:
+            kept = self._resume(resume_step, saved)
+            _atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")
 
-    def _kept(self, resume_step: int) -> list[str]:
-        """The lines up to the checkpoint's step; a line cut short by a crash mid-write is dropped, with a notice."""
-        kept, torn = [], 0
-        for line in self.path.read_text().splitlines():
+    def _resume(self, resume_step: int, saved: dict | None) -> list[str]:
+        """The lines up to the checkpoint's step, and what the file lost before it (with a notice)."""
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        kept, steps, unreadable, reached = [], [], [], None
+        for number, line in enumerate(lines, 1):
             try:
                 step = json.loads(line)["step"] if line else None
             except (json.JSONDecodeError, KeyError, TypeError):
-                torn += 1
+                unreadable.append(number)
                 continue
             if step is not None and step <= resume_step:
                 kept.append(line)
-        if torn:
-            say(f"{self.path}: dropped {torn} unreadable line(s), left by an interrupted write")
+                steps.append(step)
+            elif step is not None:
+                reached = step
+        if unreadable == [len(lines)]:
+            say(f"{self.path}: dropped its last line, cut short by an interrupted write")
+        elif unreadable:
+            say(f"{self.path}: dropped {len(unreadable)} unreadable line(s) (line {_ranges(unreadable)}): the file "
+                "was damaged")
+        if reached is not None:
+            say(f"{self.path}: the run had logged up to step {reached}; its lines after step {resume_step} are dropped "
+                "and those steps trained again")
+        if saved is None:  # a checkpoint from before the record was kept: what is there is all it knows
+            self.logged = steps
+            return kept
+        present = Counter(steps)
+        lost = []
+        for step in saved["logged"].tolist():
+            if present[step]:
+                present[step] -= 1
+                self.logged.append(step)
+            else:
+                lost.append(step)
+        self.missing = sorted(saved["missing"].tolist() + lost)
+        if lost:
+            say(f"{self.path}: {len(lost)} line(s) written before the checkpoint are missing (step "
+                f"{_ranges(lost)}): the file was deleted, cut or damaged. The run goes on; summary.json names the "
+                "missing steps")
         return kept
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
         self._file.flush()
+        self.logged.append(record["step"])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The steps of the lines written and of those lost, for the checkpoint."""
+        return {"logged": torch.tensor(self.logged, dtype=torch.int64),
+                "missing": torch.tensor(self.missing, dtype=torch.int64)}
+
+    def summary(self) -> dict:
+        """summary.json's `record`: how many lines metrics.jsonl holds, the step of the last, and the steps whose
+        lines were lost before the run ended (first and last step of each stretch)."""
+        return {"lines": len(self.logged), "last_step": self.logged[-1] if self.logged else None,
+                "missing_steps": _stretches(self.missing, self.logged), "complete": not self.missing}
 
     def close(self) -> None:
         self._file.close()
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1, 2, 3, 7 -> "1-3, 7"."""
+    out, numbers = [], sorted(numbers)
+    start = previous = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == previous + 1:
+            previous = n
+            continue
+        out.append(f"{start}" if start == previous else f"{start}-{previous}")
+        if n is not None:
+            start = previous = n
+    return ", ".join(out)
+
+
+def _stretches(missing: list[int], present: list[int]) -> list[list[int]]:
+    """The missing steps as [first, last] stretches: consecutive in the order of all logged steps, with no present
+    line between them."""
+    out, flags = [], sorted([(s, False) for s in present] + [(s, True) for s in missing])
+    for step, lost in flags:
+        if lost and out and out[-1][2]:
+            out[-1][1] = step
+        elif lost:
+            out.append([step, step, True])
+        elif out:
+            out[-1][2] = False
+    return [[first, last] for first, last, _ in out]
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -92,6 +164,21 @@ def read_metrics(path: str | Path) -> list[dict]:
         records.append({k: float(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v
                         for k, v in record.items()})
     return records
+
+
+def read_summary(path: str | Path) -> dict:
+    """A run's summary.json, or a ValueError that names the file and what to do when it cannot be read or holds no
+    run's end."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}): delete it to train the run again "
+                         "(from its checkpoint, if it has one)") from None
+    if not isinstance(summary, dict) or summary.get("status") not in ("finished", "diverged"):
+        raise ValueError(f"{path} holds no run's end (no status finished or diverged): delete it to train the run "
+                         "again (from its checkpoint, if it has one)")
+    return summary
 
 
 def run_name(cfg) -> str:

@@ -189,17 +189,27 @@ def test_a_read_only_run_directory_ends_in_one_line(fake_data, tmp_path):
         subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_ctrl_c_ends_in_one_line_that_says_how_to_resume(fake_data, tmp_path):
+def test_ctrl_c_ends_the_step_with_a_checkpoint_and_one_line_that_says_how_to_resume(fake_data, tmp_path):
+    """The first Ctrl-C ends the step it came in and checkpoints there (it used to lose the steps since the last
+    checkpoint); a second one stops at once, from the last scheduled checkpoint."""
     args = common(fake_data, tmp_path / "run") + ["trainer.checkpoint_every=10"]
     interrupted = run_cli(args, fault=("interrupt", 15))
     assert interrupted.returncode == 130
     lines = interrupted.stderr.strip().splitlines()
     assert "Traceback" not in interrupted.stderr and len(lines) == 1, interrupted.stderr
-    assert lines[0].startswith("interrupted at step 15; it resumes from step 10 (its last checkpoint). Run the same "
-                               "command to resume: python run.py experiment=quick logger=none")
+    assert lines[0].startswith("interrupted (Ctrl-C, SIGINT) at step 15; it resumes from step 15 (a checkpoint "
+                               "written on stopping). Run the same command to resume: python run.py experiment=quick "
+                               "logger=none")
     assert "stopped: Interrupted" in (tmp_path / "run" / "run.log").read_text()
+    assert checkpoint.load(tmp_path / "run" / checkpoint.LAST)["step"] == 15
     check(run_cli(args))  # the command it printed
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 24
+
+    args = common(fake_data, tmp_path / "twice") + ["trainer.checkpoint_every=10"]
+    twice = run_cli(args, fault=("interrupt-twice", 15))
+    assert twice.returncode == 130 and "Traceback" not in twice.stderr, twice.stderr
+    assert "at step 15; it resumes from step 10 (its last checkpoint)" in twice.stderr.strip().splitlines()[-1]
+    assert checkpoint.load(tmp_path / "twice" / checkpoint.LAST)["step"] == 10
 
 
 def test_without_a_terminal_progress_is_a_few_lines_also_in_run_log(fake_data, tmp_path):
@@ -237,8 +247,8 @@ def test_the_interrupt_line_says_where_the_next_start_begins(monkeypatch):
     monkeypatch.setattr("sys.argv", ["run.py", "experiment=quick"])
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     assert interrupted_line(Interrupted(7, 0), resume=True).startswith(
-        "interrupted at step 7, before its first checkpoint (trainer.checkpoint_every): the next start begins at "
-        "step 0. To start it: python run.py experiment=quick")
+        "interrupted (Ctrl-C, SIGINT) at step 7, before its first checkpoint (trainer.checkpoint_every): the next "
+        "start begins at step 0. To start it: python run.py experiment=quick")
     assert "trainer.resume=false, so the next start begins at step 0" in interrupted_line(Interrupted(7, 5), False)
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # under torchrun the command is torchrun's
     assert interrupted_line(Interrupted(7, 5), True).endswith("torchrun <the same options> python run.py "
