@@ -24,16 +24,17 @@ def fmt(mean: float, std: float, digits: int = 2) -> str:
 
 
 def finished(run: Run) -> bool:
-    return bool(run.summary) and run.summary["status"] == "finished"
+    """Its summary.json says finished, and its metrics.jsonl agrees (a run whose files disagree is inconsistent)."""
+    return run.status == "finished"
 
 
 def diverged(run: Run) -> bool:
-    return bool(run.summary) and run.summary["status"] == "diverged"
+    return run.status == "diverged"
 
 
 def final(run: Run, key: str) -> float | None:
     """`key` at the run's final evaluation; None unless the run finished."""
-    return run.summary["final"].get(key) if finished(run) else None
+    return (run.summary.get("final") or {}).get(key) if finished(run) else None
 
 
 def _record_at(run: Run, step: int) -> dict:

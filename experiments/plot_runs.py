@@ -9,9 +9,11 @@ Writes the figure as PNG, PDF and SVG.
 from __future__ import annotations
 
 import argparse
+import math
 from collections import Counter
 from pathlib import Path
 
+from experiments import analysis
 from experiments.checks import cli, one_experiment
 from experiments.plots import mark_phases, plt, save, wrap
 from experiments.runs import Run, find_runs
@@ -67,11 +69,12 @@ def main(argv=None) -> None:
     parser.add_argument("--metric", default="test/current/top1")
     parser.add_argument("--out", default=None, help="PNG path (default: <root>/curves.png; .pdf and .svg beside it)")
     args = parser.parse_args(argv)
-    out = plot(args.root, args.metric, args.out)
-    for run in find_runs(args.root):
-        final = (run.summary or {}).get("final", {})
-        value = final.get(args.metric, float("nan"))
-        print(f"{run.arm}, seed {run.seed}: {args.metric} = {value:.2f}   metrics: {run.path / 'metrics.jsonl'}")
+    runs = find_runs(args.root)  # read once: what is wrong with a run's files is said once
+    out = save(draw(runs, args.metric), Path(args.out) if args.out else Path(args.root) / "curves.png")
+    for run in runs:
+        value = analysis.final(run, args.metric)  # None where the run did not finish (or is inconsistent)
+        shown = f"{math.nan if value is None else value:.2f}" + ("" if analysis.finished(run) else f" ({run.status})")
+        print(f"{run.arm}, seed {run.seed}: {args.metric} = {shown}   metrics: {run.path / 'metrics.jsonl'}")
     print(f"plot: {out} (and .pdf, .svg)")
 
 

@@ -1,11 +1,23 @@
-"""Reading run directories."""
+"""Reading run directories: one reader of a run's files (`read_run`), for the reports and experiments.select.
+
+A run's files can be damaged (a line cut short by a crash, garbage, a summary.json emptied by a full disk) or
+disagree (summary.json says the run ended at step 24 but metrics.jsonl ends at step 10: a retrain killed, lines cut).
+The reader goes on with what it can read, and says what is wrong in one line per run on stderr (`warning: <run
+directory>: <problem>; <problem>`), kept on the run as `problems`. A run whose summary.json and metrics.jsonl
+disagree on its last step is `inconsistent` and never counts as finished or diverged.
+"""
 from __future__ import annotations
 
 import json
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+ENDED = ("finished", "diverged")  # the statuses a summary.json can hold
+NONFINITE = ("nan", "inf", "-inf")  # how metrics.jsonl writes numbers JSON has no word for
 
 
 @dataclass
@@ -15,6 +27,15 @@ class Run:
     metrics: list[dict]
     summary: dict | None = None
     gains: dict[str, np.ndarray] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # what is wrong with its files, one phrase each
+    inconsistent: str | None = None  # why summary.json and metrics.jsonl disagree: then the run has not ended
+
+    @property
+    def status(self) -> str:
+        """finished or diverged (as summary.json says), unfinished (no readable summary), or inconsistent."""
+        if not self.summary:
+            return "unfinished"
+        return "inconsistent" if self.inconsistent else self.summary.get("status", "unfinished")
 
     @property
     def config(self) -> dict:
@@ -44,7 +65,8 @@ class Run:
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of `key` over the records that have it."""
-        rows = [(r["step"], r[key]) for r in self.metrics if key in r and isinstance(r[key], (int, float))]
+        rows = [(r["step"], r[key]) for r in self.metrics
+                if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]  # "nan" written is read as nan
         if not rows:
             return np.zeros(0, dtype=int), np.zeros(0)
         steps, values = zip(*rows)
@@ -93,21 +115,152 @@ def which(runs: list[Run]) -> str:
     return f"{where} ({labels}, seeds {[r.seed for r in runs]})"
 
 
+def read_metrics_file(path: str | Path) -> tuple[list[dict], list[int]]:
+    """metrics.jsonl's records, as funnel.train.records.read_metrics reads them ("nan", "inf" written as strings come
+    back as floats), and the numbers (from 1) of its lines that hold no record: cut short by a crash, garbage, or
+    JSON that is no object with an integer "step". Empty lines are skipped; no file, no records."""
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    records, unreadable = [], []
+    for number, line in enumerate(path.read_text(errors="replace").split("\n"), 1):
+        if not line.strip("\r"):
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            record = None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            unreadable.append(number)
+            continue
+        records.append({k: float(v) if isinstance(v, str) and v in NONFINITE else v for k, v in record.items()})
+    return records, unreadable
+
+
+def read_summary(path: str | Path) -> tuple[dict | None, str | None]:
+    """summary.json, and what is wrong with it: one that cannot be read, is no JSON object, or has no "status" of
+    an ended run is read as no summary (the run has not ended). (None, None) without the file."""
+    path = Path(path)
+    if not path.exists():
+        return None, None
+    try:
+        text = path.read_text(errors="replace")
+        summary = json.loads(text)
+    except OSError as err:
+        return None, f"{path.name} cannot be read ({err.strerror or err}): taken as not ended"
+    except (ValueError, RecursionError) as err:
+        what = "is empty" if not text.strip() else f"is not valid JSON ({err})"
+        return None, f"{path.name} {what}: taken as not ended"
+    if not isinstance(summary, dict):
+        return None, f"{path.name} is not a JSON object: taken as not ended"
+    if "status" not in summary:
+        return None, f'{path.name} has no "status": taken as not ended'
+    if summary["status"] not in ENDED:
+        return None, f"{path.name} has status {summary['status']!r}, neither finished nor diverged: taken as not ended"
+    return summary, None
+
+
+def read_gains(path: str | Path) -> tuple[dict[str, np.ndarray], str | None]:
+    """gains.npz's arrays, and what is wrong with it: one that cannot be read is read as no gain trajectories."""
+    path = Path(path)
+    if not path.exists():
+        return {}, None
+    try:
+        if not zipfile.is_zipfile(path):  # numpy would read it as a pickle, and say so (allow_pickle is off)
+            raise ValueError("not an .npz archive")
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        wrong = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]  # numpy gives a member's raw bytes
+        if wrong:
+            raise ValueError(f"{wrong[0]} is no array")
+        return arrays, None
+    except Exception as err:  # numpy and zipfile raise many kinds on a damaged archive
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return {}, f"{path.name} is unreadable ({reason}): read as no gain trajectories"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def step_ranges(ranges) -> str:
+    """[[3, 5], [9, 9]] as "3-5, 9"."""
+    try:
+        return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+    except (TypeError, ValueError):
+        return str(ranges)
+
+
+def lines_text(numbers: list[int], shown: int = 5) -> str:
+    head = ", ".join(map(str, numbers[:shown]))
+    return f"line{'s' if len(numbers) > 1 else ''} {head}" + (", ..." if len(numbers) > shown else "")
+
+
+def check_record(summary: dict | None, metrics: list[dict], unreadable: list[int]) -> tuple[list[str], str | None]:
+    """What is wrong with a run's record, and why its summary.json and metrics.jsonl disagree (None if they do not).
+    They disagree when the summary says the run ended at a step (its "record"'s last_step, or in an older summary
+    its "steps") that is not the step of metrics.jsonl's last readable line. Fewer readable lines than the record
+    counted, at the right last step, is named but the run stands. A summary with neither is taken as it is."""
+    problems = []
+    if unreadable:
+        problems.append(f"metrics.jsonl has {len(unreadable)} unreadable line{'s' if len(unreadable) > 1 else ''} "
+                        f"({lines_text(unreadable)}), skipped")
+    if summary is None:
+        return problems, None
+    record = summary.get("record") if isinstance(summary.get("record"), dict) else None
+    last = metrics[-1]["step"] if metrics else None
+    if record is not None and _is_int(record.get("last_step")):
+        expected = record["last_step"]
+    elif _is_int(summary.get("steps")):
+        expected = summary["steps"]
+    else:
+        expected = None
+    inconsistent = None
+    if expected is not None and last != expected:
+        found = f"'s last readable step is {last}" if metrics else " has no readable line"
+        inconsistent = f"summary.json says {summary['status']} at step {expected}, but metrics.jsonl{found}"
+        problems.append(f"inconsistent: {inconsistent}; not counted as {summary['status']}")
+    elif record is not None and _is_int(record.get("lines")) and len(metrics) < record["lines"]:
+        problems.append(f"metrics.jsonl has {len(metrics)} readable lines of the {record['lines']} summary.json "
+                        f"recorded: {record['lines'] - len(metrics)} missing")
+    if record is not None:
+        if record.get("missing_steps"):
+            problems.append(f"its record misses steps {step_ranges(record['missing_steps'])} (lost before the run "
+                            "ended)")
+        elif record.get("complete") is False:
+            problems.append("its record is incomplete (summary.json record.complete is false)")
+    return problems, inconsistent
+
+
+def warn(run_dir: Path, problems: list[str]) -> None:
+    """The run's problems, in one line on stderr."""
+    if problems:
+        print(f"warning: {run_dir}: {'; '.join(problems)}", file=sys.stderr)
+
+
+def read_run(run_dir: str | Path, gains: bool = True) -> Run:
+    """The run in `run_dir` (labelled by its name), whatever its files hold; what is wrong with them is on the run
+    (`problems`, `inconsistent`) and in a warning on stderr. `gains=False` leaves gains.npz unread."""
+    run_dir = Path(run_dir)
+    summary, summary_problem = read_summary(run_dir / "summary.json")
+    metrics, unreadable = read_metrics_file(run_dir / "metrics.jsonl")
+    problems, inconsistent = check_record(summary, metrics, unreadable)
+    arrays, gains_problem = read_gains(run_dir / "gains.npz") if gains else ({}, None)
+    problems = [p for p in (summary_problem, *problems, gains_problem) if p]
+    warn(run_dir, problems)
+    return Run(run_dir, run_dir.name, metrics, summary, arrays, problems, inconsistent)
+
+
 def find_runs(root: str | Path) -> list[Run]:
     """Every run under `root` (a directory with metrics.jsonl), labelled by its path relative to `root`."""
     root = Path(root)
     runs = []
     for metrics_path in sorted(root.rglob("metrics.jsonl")):
-        run_dir = metrics_path.parent
-        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
-        summary_path = run_dir / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        gains = {}
-        if (run_dir / "gains.npz").exists():
-            with np.load(run_dir / "gains.npz") as data:
-                gains = {k: data[k] for k in data.files}
-        label = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-        runs.append(Run(run_dir, label, metrics, summary, gains))
+        run = read_run(metrics_path.parent)
+        if run.path != root:
+            run.label = str(run.path.relative_to(root))
+        runs.append(run)
     if not runs:
         raise FileNotFoundError(f"no runs under {root} (a run directory holds metrics.jsonl)")
     return runs

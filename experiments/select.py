@@ -11,7 +11,9 @@ checkpoint (its config is read from the checkpoint). A point is one set of value
 only in the seed. A run scores the last, max or mean (`--reduce`) of the metric over its evaluations, and a point
 the mean ± std of its runs over the seeds that every point has (paired seeds). A point with a diverged or unfinished
 run ranks below every point whose runs all finished (fewer failures first, then the mean); the counts are shown,
-never dropped.
+never dropped. Each run is read by experiments.runs.read_run: what is wrong with its files is a warning on stderr, a
+summary.json that cannot be read is no summary (the run has not ended), and a run whose summary.json says it ended
+at another step than its metrics.jsonl's last line is inconsistent: a failure, never finished, listed with why.
 
 Which keys are swept, and which folders are refused:
 - The runner writes each run's command-line overrides into its config (summary.json: config.launch.overrides, and
@@ -43,14 +45,14 @@ import re
 import shlex
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from experiments.analysis import mean_std
-from funnel.train.records import read_metrics
+from experiments.runs import read_run as read_files
 
 REDUCERS = ("last", "max", "mean")
 # Where or how a run ran, never what it trained: Hydra's override_dirname exclude_keys (configs/hydra/default.yaml)
@@ -88,11 +90,13 @@ def canon(value) -> str:
 @dataclass
 class RunDir:
     path: Path
-    status: str  # finished, diverged or unfinished
+    status: str  # finished, diverged, unfinished or inconsistent (summary.json and metrics.jsonl disagree)
     config: dict  # the resolved config, flattened, without launch
     launch: dict | None  # None: an older run, trained before the runner recorded its overrides
     metrics: list[dict]
     overrides: dict  # key -> (the override's key as written, e.g. "+trainer.x", its value)
+    problems: list[str] = field(default_factory=list)  # what is wrong with its files (experiments.runs.read_run)
+    inconsistent: str | None = None  # why summary.json and metrics.jsonl disagree
 
     @property
     def seed(self):
@@ -109,13 +113,6 @@ class RunDir:
         if key == "arm" and self.launch is not None:
             return self.launch.get("arm")
         return self.config.get(key, NOT_SET)
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise SelectError(f"{path} is not valid JSON ({err})") from None
 
 
 def checkpoint_config(run_dir: Path) -> dict | None:
@@ -149,22 +146,21 @@ def parse_overrides(strings: list[str], where: Path) -> dict:
 
 
 def read_run(run_dir: Path) -> RunDir | None:
-    """The run in `run_dir`; None when nothing says what it trained (no summary, no checkpoint)."""
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        summary = read_json(summary_path)
-        config, status = summary.get("config") or {}, summary.get("status", "unfinished")
+    """The run in `run_dir`; None when nothing says what it trained (no readable summary, no checkpoint)."""
+    files = read_files(run_dir, gains=False)  # warns of what is wrong with the files
+    if files.summary is not None:
+        config, status = files.summary.get("config") or {}, files.status
     else:
         config, status = checkpoint_config(run_dir), "unfinished"
         if config is None:
             return None
-    metrics = read_metrics(run_dir / "metrics.jsonl")
+    metrics = files.metrics
     launch = config.get("launch")
     if launch is not None and not launch.get("overrides") and not launch.get("sweep"):
         launch = None  # composed without the runner (the protocol in-process, a script): nothing recorded
     overrides = parse_overrides(launch.get("overrides") or [], run_dir) if launch else {}
     rest = {k: v for k, v in config.items() if k != "launch"}
-    return RunDir(run_dir, status, flatten(rest), launch, metrics, overrides)
+    return RunDir(run_dir, status, flatten(rest), launch, metrics, overrides, files.problems, files.inconsistent)
 
 
 def find_runs(root: Path) -> tuple[list[RunDir], list[Path]]:
@@ -274,7 +270,7 @@ def swept_keys(runs: list[RunDir], root: Path) -> list[str]:
 
 
 def run_score(run: RunDir, metric: str, reduce: str) -> float:
-    # finite values only: read_metrics turns the "nan" a run wrote into a float
+    # finite values only: the reader turns the "nan" a run wrote into a float
     values = [r[metric] for r in run.metrics if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
     if not values:
         raise SelectError(f"{run.path} finished without a value of {metric} in its metrics.jsonl")
@@ -405,15 +401,21 @@ def overrides_line(point: Point) -> str:
     return " ".join(override(point.keys.get(k, k), v) for k, v in point.values.items() if v is not NOT_SET)
 
 
+def statuses(selection: dict) -> tuple[str, ...]:
+    """The table's count columns: inconsistent only where a run is."""
+    inconsistent = any(r.status == "inconsistent" for p in selection["points"] for r in p.runs)
+    return ("finished", "diverged", "unfinished") + (("inconsistent",) if inconsistent else ())
+
+
 def table(selection: dict) -> str:
     metric, swept = selection["metric"], selection["swept"]
-    head = ["rank", *swept, f"{metric} ({selection['reduce']})", "finished", "diverged", "unfinished"]
+    head = ["rank", *swept, f"{metric} ({selection['reduce']})", *statuses(selection)]
     rows = [head]
     for rank, p in enumerate(selection["points"], 1):
         score = (f"{p.mean:.4g} ± {p.std:.2g}" if math.isfinite(p.std) else f"{p.mean:.4g}") \
             if math.isfinite(p.mean) else "–"
         shown = [NOT_SET if p.values[k] is NOT_SET else hydra_text(p.values[k]) for k in swept]
-        rows.append([str(rank), *shown, score, *(str(p.count(s)) for s in ("finished", "diverged", "unfinished"))])
+        rows.append([str(rank), *shown, score, *(str(p.count(s)) for s in statuses(selection))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -430,6 +432,10 @@ def report(selection: dict) -> str:
     if selection["repeats"]:
         lines.append(f"{len(selection['repeats'])} runs repeat another run's config and seed (counted once): "
                      + ", ".join(str(p) for p in selection["repeats"]))
+    inconsistent = [r for p in selection["points"] for r in p.runs if r.status == "inconsistent"]
+    if inconsistent:
+        lines.append(f"{len(inconsistent)} runs are inconsistent (counted as failures, never as finished): "
+                     + "; ".join(f"{r.path} ({r.inconsistent})" for r in inconsistent))
     lines += [table(selection), f"best: {overrides_line(selection['points'][0]) or '(nothing was swept)'}"]
     return "\n".join(lines)
 

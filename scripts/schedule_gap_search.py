@@ -31,7 +31,7 @@ def setting_of(run) -> tuple[bool, tuple, int]:
 
 def status(run) -> str:
     if not analysis.finished(run):
-        return run.summary["status"]
+        return run.status
     return "chance" if analysis.final(run, "test/top1") < 20 else "ok"
 
 
