@@ -20,25 +20,38 @@ Ablations run the chosen point of one method with one override changed, at the f
 With `one_shot: true`, every method also runs at its documented defaults (its optimizer config, untuned) at the final
 seeds: what a user gets without tuning.
 Diverged trials score -inf and are counted, never dropped. Everything lands in <root>/protocol.json; every run in
-<root>/<method>/{tune,finals}/..., resumable: a restarted study skips the runs that already ended. Runs train in this
-process, or each in its own process under a launcher (`--launch "torchrun --nproc_per_node=8"`). With `--logger wandb`
-every run is also a W&B run (offline unless `--extra logger.mode=online`), grouped <study>/<method>/<tune|finals>.
+<root>/<method>/{tune,finals}/..., resumable: a restarted study reuses a run that already ended only when the config
+it ended under is the one the study would run now (settings that change no training aside: logging, labels, where the
+data is read from); protocol.json lists the runs an invocation reused ("reused"). A run that ended under another
+config (another --extra, or another pick after another --budget) stops the study with one line naming the run and
+the keys that differ: use another --root, or delete that run's folder to train it again. One study at a time on a
+root (a lock on <root>/.lock). Runs train in this process, or each in its own process under a launcher
+(`--launch "torchrun --nproc_per_node=8"`). With `--logger wandb` every run is also a W&B run (offline unless
+`--extra logger.mode=online`), grouped <study>/<method>/<tune|finals>. A bad input (study file, arguments, a run
+that fails with the runner's own error) ends in one line, `error: ...`, exit code 1 (--traceback or
+HYDRA_FULL_ERROR=1 shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import hashlib
 import json
 import math
+import os
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from experiments.analysis import finished, score
+from experiments.analysis import REDUCERS, finished, score
 from experiments.runs import find_runs
+from funnel.train.lock import RunDirectoryInUse, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_DIR = ROOT / "configs" / "search"
@@ -46,6 +59,37 @@ PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
 SCALINGS = ("log", "linear")
 QUIET = ("trainer.progress_bar=false",)  # every study run, in-process or launched
 LOGGERS = ("none", "wandb")
+
+
+# ------------------------------------------------------------------------------------------------ errors
+class StudyError(Exception):
+    """A study that cannot go on, said in one line that says what to do: `main` prints it without a traceback."""
+
+
+class BadStudy(StudyError, ValueError):
+    """A study file, search space or command-line argument that is wrong."""
+
+
+class StaleRun(StudyError, ValueError):
+    """A run folder of the study holds a run that ended under another config than the one the study would run there
+    now (or whose summary cannot be read): it is neither reused nor trained over."""
+
+
+class StudyInUse(StudyError, RuntimeError):
+    """Another protocol runs a study on the same root."""
+
+
+class RunFailed(StudyError, RuntimeError):
+    """A run of the study failed with an error the runner explains (bad settings, missing files or packages)."""
+
+
+class AllDiverged(StudyError, RuntimeError):
+    """Every tuning trial of a method diverged or failed: there is no pick to run the finals at."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (Hydra's and YAML's span several)."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 # ------------------------------------------------------------------------------------------------ search spaces
@@ -230,44 +274,105 @@ class Study:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     max_extensions: int = 3
 
+    def __post_init__(self):
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise BadStudy(f"the budget is a number of trials per method, at least 1; got {self.budget!r}")
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise BadStudy(f"the final seeds are a non-empty list of whole numbers; got {self.seeds!r}")
+        if isinstance(self.max_extensions, bool) or not isinstance(self.max_extensions, int) or \
+                self.max_extensions < 0:
+            raise BadStudy(f"max_extensions is a whole number >= 0; got {self.max_extensions!r}")
+        if self.reduce not in REDUCERS:
+            raise BadStudy(f"reduce must be one of {REDUCERS}; got {self.reduce!r}")
+        if not isinstance(self.methods, dict) or not self.methods:
+            raise BadStudy(f"methods must map each method's name to its settings; got {self.methods!r}")
+
     @classmethod
     def load(cls, path: str | Path, variant: str | None = None, methods: list[str] | None = None,
              **override) -> Study:
-        """The study in `path` for `variant`, with only `methods` (in the file's order) if given."""
-        spec = yaml.safe_load(Path(path).read_text())
+        """The study in `path` for `variant`, with only `methods` (in the file's order) if given. Anything wrong with
+        the file, its methods file or its search spaces is a BadStudy that names it."""
+        path = Path(path)
+        spec = read_mapping(path, "study file")
         shared = spec.pop("methods_from", None)  # methods listed once for several studies (e.g. the peers)
-        if shared:
-            spec["methods"] = {**(spec.get("methods") or {}),
-                               **yaml.safe_load((Path(path).parent / shared).read_text())["methods"]}
+        if shared is not None:
+            if not isinstance(shared, str) or shared in ("", ".", "..") or Path(shared).name != shared or \
+                    "\\" in shared:
+                raise BadStudy(f"{path}: methods_from names a file beside the study file, without folders; "
+                               f"got {shared!r}")
+            methods_file = read_mapping(path.parent / shared, "methods file (methods_from)")
+            if not isinstance(methods_file.get("methods"), dict):
+                raise BadStudy(f"{path.parent / shared}: a methods file (methods_from) holds a `methods` mapping")
+            spec["methods"] = {**(spec.get("methods") or {}), **methods_file["methods"]}
         variants = spec.pop("variants", {}) or {}
         if variant is None and variants:
-            raise ValueError(f"{path} has variants {sorted(variants)}: pass --variant")
+            raise BadStudy(f"{path} has variants {sorted(variants)}: pass --variant")
         if variant is not None and variant not in variants:
-            raise ValueError(f"unknown variant {variant!r} of {path}; valid: {sorted(variants)}")
+            raise BadStudy(f"unknown variant {variant!r} of {path}; valid: {sorted(variants)}")
         common = list(spec.pop("common", []) or []) + list(variants.get(variant, []) if variant else [])
+        fields = {f.name for f in dataclasses.fields(cls)} - {"common"}
+        unknown = sorted(set(spec) - fields)
+        if unknown:
+            valid = sorted(fields | {"common", "variants", "methods_from"})
+            raise BadStudy(f"{path}: unknown fields {unknown}; valid: {valid}")
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and
+                         f.default_factory is dataclasses.MISSING and f.name not in spec)
+        if missing:
+            raise BadStudy(f"{path}: missing fields {missing}")
         spec.update({k: v for k, v in override.items() if v is not None})
+        if not isinstance(spec["methods"], dict):
+            raise BadStudy(f"{path}: methods must map each method's name to its settings")
         if methods:
             unknown = set(methods) - set(spec["methods"])
             if unknown:
-                raise ValueError(f"{path} has no methods {sorted(unknown)}; valid: {list(spec['methods'])}")
+                raise BadStudy(f"{path} has no methods {sorted(unknown)}; valid: {list(spec['methods'])}")
             spec["methods"] = {k: v for k, v in spec["methods"].items() if k in methods}
             spec["ablations"] = {k: v for k, v in (spec.get("ablations") or {}).items() if v.get("of") in methods}
-        study = cls(common=common, **spec)
+        try:
+            study = cls(common=common, **spec)
+        except BadStudy as err:
+            raise BadStudy(f"{path}: {err}") from None
+        search_dir = None
+        if study.search_dir is not None:
+            search_dir = Path(study.search_dir)
+            if not search_dir.is_dir():
+                where = "" if search_dir.is_absolute() else f" ({search_dir.resolve()})"
+                raise BadStudy(f"{path}: search_dir {study.search_dir!r} is not a folder{where}")
         for name, method in study.methods.items():
+            if not isinstance(method, dict) or "space" not in method:
+                raise BadStudy(f"{path}: method {name} needs a `space` (a search space in configs/search, or fixed)")
             unknown = set(method) - {"label", "base", "space", "tie"}
             if unknown:
-                raise ValueError(f"{path}: method {name} has unknown fields {sorted(unknown)}")
+                raise BadStudy(f"{path}: method {name} has unknown fields {sorted(unknown)}")
             order = list(study.methods)
             for key, (source, _) in (method.get("tie") or {}).items():
                 if source not in order or order.index(source) >= order.index(name):
-                    raise ValueError(f"{path}: {name} ties {key} to {source!r}: name a method listed before it")
+                    raise BadStudy(f"{path}: {name} ties {key} to {source!r}: name a method listed before it")
+            try:
+                load_space(str(method["space"]), search_dir)
+            except (OSError, ValueError) as err:
+                raise BadStudy(f"{path}: method {name}: {one_line(err)}") from None
         for name, ablation in study.ablations.items():
             unknown = set(ablation) - {"of", "label", "set", "flip"}
             if unknown:
-                raise ValueError(f"{path}: ablation {name} has unknown fields {sorted(unknown)}")
+                raise BadStudy(f"{path}: ablation {name} has unknown fields {sorted(unknown)}")
             if ablation.get("of") not in study.methods:
-                raise ValueError(f"{path}: ablation {name} is of {ablation.get('of')!r}, not a method of the study")
+                raise BadStudy(f"{path}: ablation {name} is of {ablation.get('of')!r}, not a method of the study")
         return study
+
+
+def read_mapping(path: Path, what: str) -> dict:
+    """The YAML mapping in `path`; a BadStudy naming the file when it is missing, unreadable or not a mapping."""
+    if not path.is_file():
+        raise BadStudy(f"no {what} {path}" + ("" if path.parent.is_dir() else f" (no folder {path.parent})"))
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise BadStudy(f"{path}: not a readable {what}: {one_line(err)}") from None
+    if not isinstance(spec, dict):
+        raise BadStudy(f"{path}: a {what} is a mapping of fields; got {type(spec).__name__}")
+    return spec
 
 
 def override_text(key: str, value) -> str:
@@ -301,55 +406,129 @@ def logger_overrides(logger: str, study: str, run_dir: Path) -> list[str]:
             override_text("logger.job_type", method), *named]
 
 
-class Runner:
+def compose_run(overrides: list[str], run_dir: Path):
+    """The config Hydra composes from `overrides` (configs/config.yaml), as the runner does; a BadStudy naming the
+    run when they do not compose (a bad override of the study file or of --extra)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from funnel.train import resolvers
+
+    resolvers.register()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise BadStudy(f"the overrides of {run_dir} do not compose ({one_line(err)}); check the study file's "
+                       "overrides and --extra") from None
+
+
+class StudyRunner:
+    """What both runners share: the overrides every run of the study gets, and the config it resolves to."""
+
+    def __init__(self, extra: list[str] = (), logger: str = "none", study: str = "study"):
+        self.extra, self.logger, self.study = list(extra), logger, study
+
+    def run_overrides(self, overrides: list[str], run_dir: Path) -> list[str]:
+        return [*overrides, *QUIET, *logger_overrides(self.logger, self.study, run_dir), *self.extra]
+
+    def config(self, overrides: list[str], run_dir: Path) -> dict:
+        """The resolved config the run would train under: what its summary.json holds under "config"."""
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        cfg = compose_run(self.run_overrides(overrides, run_dir), run_dir)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as err:
+            raise BadStudy(f"the config of {run_dir} does not resolve ({one_line(err)})") from None
+
+
+class Runner(StudyRunner):
     """Composes a config from overrides and trains it in this process (one Python start for the whole study)."""
 
     def __init__(self, extra: list[str] = (), logger: str = "none", study: str = "study"):
         from funnel.train import resolvers
 
         resolvers.register()
-        self.extra, self.logger, self.study = list(extra), logger, study
+        super().__init__(extra, logger, study)
 
     def __call__(self, overrides: list[str], run_dir: Path) -> None:
-        from hydra import compose, initialize_config_dir
-
+        from funnel.cli import is_user_error
         from funnel.train.loop import train
 
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, *QUIET, *logger_overrides(self.logger, self.study, run_dir),
-                                               *self.extra])
-        train(cfg, run_dir)
+        cfg = compose_run(self.run_overrides(overrides, run_dir), run_dir)
+        try:
+            train(cfg, run_dir)
+        except Exception as err:
+            if not is_user_error(err):  # a bug keeps its traceback
+                raise
+            raise RunFailed(f"run {run_dir} failed: {type(err).__name__}: {one_line(err)}") from err
 
 
-class LaunchedRunner:
+class LaunchedRunner(StudyRunner):
     """Trains each run in its own process started by `launch` (e.g. torchrun over several GPUs or nodes) through
     run.py, for runs one process cannot hold; the same overrides and run directory as the in-process Runner."""
 
     def __init__(self, launch: list[str], extra: list[str] = (), logger: str = "none", study: str = "study"):
-        self.launch, self.extra, self.logger, self.study = list(launch), list(extra), logger, study
+        super().__init__(extra, logger, study)
+        self.launch = list(launch)
 
     def __call__(self, overrides: list[str], run_dir: Path) -> None:
-        command = [*self.launch, str(ROOT / "run.py"), *overrides, *QUIET,
-                   *logger_overrides(self.logger, self.study, run_dir), *self.extra,
+        command = [*self.launch, str(ROOT / "run.py"), *self.run_overrides(overrides, run_dir),
                    override_text("hydra.run.dir", str(run_dir))]
-        if subprocess.run(command, cwd=ROOT).returncode != 0 and not (run_dir / "summary.json").exists():
-            raise RuntimeError(f"run failed before it wrote a summary: {shlex.join(command)}")
+        try:
+            code = subprocess.run(command, cwd=ROOT).returncode
+        except OSError as err:  # the launcher itself is missing or cannot be run
+            raise RunFailed(f"cannot start the launcher {self.launch[0]!r} ({one_line(err)}): "
+                            f"{shlex.join(command)}") from None
+        if code != 0 and not (run_dir / "summary.json").exists():
+            raise RunFailed(f"run failed before it wrote a summary: {shlex.join(command)}")
 
 
-def ensure_run(runner, overrides: list[str], run_dir: Path) -> None:
-    """Train `overrides` into `run_dir` unless a run there already ended (a restarted study skips it)."""
+def ended_config(run_dir: Path) -> dict:
+    """The resolved config the run in `run_dir` ended under (its summary.json's "config"); a StaleRun naming the
+    file when that cannot be read."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+        problem = None if isinstance(summary, dict) and isinstance(summary.get("config"), dict) else "no config in it"
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        problem = f"{type(err).__name__}: {one_line(err)}"
+    if problem:
+        raise StaleRun(f"{path} is not a summary this study can check ({problem}), so whether that run is this "
+                       f"study's cannot be told: delete {run_dir} to train that run again, or use another --root for "
+                       "this study")
+    return summary["config"]
+
+
+def ensure_run(runner, overrides: list[str], run_dir: Path) -> bool:
+    """Train `overrides` into `run_dir` unless a run there already ended under the config they give now (returns
+    True: reused). A run that ended under another config (keys that change no training aside) is a StaleRun: its
+    results are not this command's, and training over them is for the user to decide."""
     if not (run_dir / "summary.json").exists():
         runner(overrides, run_dir)
+        return False
+    from funnel.train.checkpoint import listed, training_differences
+
+    old = ended_config(run_dir)
+    new = json.loads(json.dumps(runner.config(overrides, run_dir), default=str))  # as summary.json holds it
+    changes = training_differences(old, new)
+    if changes:
+        raise StaleRun(f"{run_dir} already ended under another config than this study's now ({listed(changes)}): "
+                       f"use another --root for this study, or delete {run_dir} to train that run again")
+    return True
 
 
 def trial_score(run_dir: Path, metric: str, reduce: str) -> tuple[float, str]:
     run = find_runs(run_dir)[0]
-    status = (run.summary or {}).get("status", "unfinished")
-    return (score(run, metric, reduce) if finished(run) else -math.inf), status
+    return (score(run, metric, reduce) if finished(run) else -math.inf), run.status
 
 
-def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
-    """Tune method `name` (see the module docstring); returns its entry of protocol.json."""
+def tune(study: Study, name: str, root: Path, runner, record: dict, reused: list[str] | None = None) -> dict:
+    """Tune method `name` (see the module docstring); returns its entry of protocol.json. The trials reused (runs
+    that had ended under the same config) are marked so, and their folders appended to `reused`."""
     method = study.methods[name]
     space = load_space(method["space"], Path(study.search_dir) if study.search_dir else None)
     tied = {key: record[source]["pick"][source_key] for key, (source, source_key) in (method.get("tie") or {}).items()}
@@ -371,15 +550,22 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
             values = {**values, **tied}
             run_dir = root / name / "tune" / f"r{round_index}-{run_name(values)}"
             t0 = time.perf_counter()
-            ensure_run(runner, [*base, *study.tuning_common, *(override_text(k, v) for k, v in values.items()),
-                                f"seed={study.selection_seed}"], run_dir)
-            value, status = trial_score(run_dir, study.metric, study.reduce)
+            was_reused = ensure_run(runner, [*base, *study.tuning_common,
+                                             *(override_text(k, v) for k, v in values.items()),
+                                             f"seed={study.selection_seed}"], run_dir)
+            if was_reused and reused is not None:
+                reused.append(str(run_dir.relative_to(root)))
+            try:
+                value, status = trial_score(run_dir, study.metric, study.reduce)
+            except ValueError as err:  # a metric the runs do not log
+                raise BadStudy(f"{one_line(err)} (the study's metric)") from None
             entry["trials"].append({"round": round_index, "values": values, "score": value, "status": status,
-                                    "run": str(run_dir.relative_to(root)), "seconds": time.perf_counter() - t0})
+                                    "run": str(run_dir.relative_to(root)), "reused": was_reused,
+                                    "seconds": time.perf_counter() - t0})
         best = max(entry["trials"], key=lambda t: t["score"])
         if not math.isfinite(best["score"]):
-            raise RuntimeError(f"{name}: every one of {len(entry['trials'])} trials diverged or failed; "
-                               f"see {root / name / 'tune'}")
+            raise AllDiverged(f"{name}: every one of {len(entry['trials'])} trials diverged or failed; "
+                              f"see {root / name / 'tune'}")
         entry["pick"] = best["values"]
         entry["pick_score"] = best["score"]
         found = edges(space, explored, [t["values"] for t in entry["trials"]], best["values"])
@@ -400,28 +586,60 @@ def tune(study: Study, name: str, root: Path, runner, record: dict) -> dict:
     return entry
 
 
-def finals(study: Study, root: Path, runner, name: str, base: list[str], values: dict, folder: str) -> list[str]:
+def finals(study: Study, root: Path, runner, name: str, base: list[str], values: dict, folder: str,
+           reused: list[str] | None = None) -> list[str]:
+    """`values` at every final seed, in <root>/<folder>/seed=<seed>; the folders (those reused appended to
+    `reused`)."""
     dirs = []
     for seed in study.seeds:
         run_dir = root / folder / f"seed={seed}"
-        ensure_run(runner, [*base, *(override_text(k, v) for k, v in values.items()), f"seed={seed}"], run_dir)
+        if ensure_run(runner, [*base, *(override_text(k, v) for k, v in values.items()), f"seed={seed}"], run_dir) \
+                and reused is not None:
+            reused.append(str(run_dir.relative_to(root)))
         dirs.append(str(run_dir.relative_to(root)))
     return dirs
 
 
+@contextlib.contextmanager
+def study_lock(root: Path, methods: list[str]):
+    """One study of the same methods at a time on `root`: the runner's lock (an flock) for the study's whole life.
+    Studies of disjoint methods may share a root (the reproduction scripts run one study in two lanes that way)."""
+    name = ".lock-" + hashlib.sha1(" ".join(methods).encode()).hexdigest()[:8]
+    lock = RunLock(root, name)
+    try:
+        lock.__enter__()
+    except RunDirectoryInUse:
+        try:
+            holder = (root / name).read_text().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise StudyInUse(f"{root} is in use by process {holder}, which is running a study of the same methods "
+                         "there; wait for it to end, or stop it, or give this study another --root") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def run_study(study: Study, root: str | Path, runner=None) -> dict:
-    """Tune every method, run its finals and the ablations; write and return <root>/protocol.json."""
+    """Tune every method, run its finals and the ablations; write and return <root>/protocol.json, whose "reused"
+    lists the runs (relative to the root) this invocation found ended under the same config and did not train."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    runner = runner or Runner()
+    with study_lock(root, list(study.methods)):
+        return run_locked(study, root, runner or Runner())
+
+
+def run_locked(study: Study, root: Path, runner) -> dict:
     path = root / "protocol.json"
-    record = {"study": dict(vars(study)), "methods": {}, "ablations": {}}
+    reused = []
+    record = {"study": dict(vars(study)), "methods": {}, "ablations": {}, "reused": reused}
     t0 = time.perf_counter()
     for name in study.methods:
-        entry = tune(study, name, root, runner, record["methods"])
-        entry["finals"] = finals(study, root, runner, name, entry["base"], entry["pick"], f"{name}/finals")
+        entry = tune(study, name, root, runner, record["methods"], reused)
+        entry["finals"] = finals(study, root, runner, name, entry["base"], entry["pick"], f"{name}/finals", reused)
         if study.one_shot:
-            entry["one_shot"] = finals(study, root, runner, name, entry["base"], {}, f"{name}/one_shot")
+            entry["one_shot"] = finals(study, root, runner, name, entry["base"], {}, f"{name}/one_shot", reused)
         record["methods"][name] = entry
         path.write_text(json.dumps(record, indent=2) + "\n")
     for name, ablation in study.ablations.items():
@@ -431,11 +649,24 @@ def run_study(study: Study, root: str | Path, runner=None) -> dict:
         values = {**of["pick"], **changed}
         record["ablations"][name] = {"label": ablation.get("label", name), "of": ablation["of"], "base": base,
                                      "changed": changed, "values": values,
-                                     "finals": finals(study, root, runner, name, base, values, f"{name}/finals")}
+                                     "finals": finals(study, root, runner, name, base, values, f"{name}/finals",
+                                                      reused)}
         path.write_text(json.dumps(record, indent=2) + "\n")
-    record["seconds_this_invocation"] = time.perf_counter() - t0  # runs already done were skipped
+    record["seconds_this_invocation"] = time.perf_counter() - t0  # the runs reused took no training
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise BadStudy(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2,3,4; got {text!r}")
+    return seeds
 
 
 def main(argv=None) -> None:
@@ -454,18 +685,33 @@ def main(argv=None) -> None:
     parser.add_argument("--logger", choices=LOGGERS, default="none",
                         help="wandb: a W&B run per study run (offline unless --extra logger.mode=online), grouped "
                              "<study>/<method>/<tune|finals>; default none")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show an error's traceback (as HYDRA_FULL_ERROR=1 does) instead of one line")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=seeds,
-                       tuning_common=args.tuning_common)
-    study_name = Path(args.study).stem + (f"-{args.variant}" if args.variant else "")  # the W&B groups' first part
-    runner = (LaunchedRunner(shlex.split(args.launch), args.extra, args.logger, study_name) if args.launch
-              else Runner(args.extra, args.logger, study_name))
-    record = run_study(study, args.root, runner)
+    try:
+        study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=parse_seeds(args.seeds),
+                           tuning_common=args.tuning_common)
+        study_name = Path(args.study).stem + (f"-{args.variant}" if args.variant else "")  # the W&B groups' first part
+        try:
+            launch = shlex.split(args.launch) if args.launch is not None else None
+        except ValueError as err:
+            raise BadStudy(f"--launch {args.launch!r}: {err}") from None
+        if launch == []:
+            raise BadStudy("--launch names no launcher")
+        runner = (LaunchedRunner(launch, args.extra, args.logger, study_name) if launch
+                  else Runner(args.extra, args.logger, study_name))
+        record = run_study(study, args.root, runner)
+    except StudyError as err:
+        if args.traceback or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(1)
     for name, entry in record["methods"].items():
         score = "not tuned" if entry["pick_score"] is None else f"score {entry['pick_score']:.3f}"
         print(f"{name}: pick {entry['pick']} ({score}, {len(entry['trials'])} trials, "
               f"{entry['diverged_trials']} diverged)")
+    if record["reused"]:
+        print(f"{len(record['reused'])} runs had ended under this config and were reused (protocol.json: reused)")
 
 
 if __name__ == "__main__":

@@ -62,9 +62,15 @@ class Objective:
     def __init__(self, best: float, diverge_above: float = math.inf):
         self.best, self.diverge_above, self.calls = best, diverge_above, []
 
-    def __call__(self, overrides: list[str], run_dir: Path) -> None:
+    def config(self, overrides: list[str], run_dir: Path) -> dict:
+        """The config a run of `overrides` holds in its summary (the protocol checks it before reusing a run)."""
         values = dict(o.split("=", 1) for o in overrides)
-        lr, seed = float(values["optimizer.lr"]), int(values["seed"])
+        return {"seed": int(values["seed"]), "optimizer": {"lr": float(values["optimizer.lr"])},
+                "label": values.get("label")}
+
+    def __call__(self, overrides: list[str], run_dir: Path) -> None:
+        config = self.config(overrides, run_dir)
+        lr, seed = config["optimizer"]["lr"], config["seed"]
         self.calls.append((lr, seed))
         run_dir.mkdir(parents=True, exist_ok=True)
         diverged = lr > self.diverge_above
@@ -72,8 +78,7 @@ class Objective:
         (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "val/top1": score, "test/top1": score}) + "\n")
         (run_dir / "summary.json").write_text(json.dumps({
             "status": "diverged" if diverged else "finished", "final": {"val/top1": score, "test/top1": score},
-            "phases": [{"name": "train", "start_step": 0}], "total_steps": 1,
-            "config": {"seed": seed, "optimizer": {"lr": lr}, "label": values.get("label")}}))
+            "phases": [{"name": "train", "start_step": 0}], "total_steps": 1, "config": config}))
 
 
 def study_for(tmp_path, budget=8, **space):
