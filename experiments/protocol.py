@@ -51,6 +51,7 @@ import yaml
 
 from experiments.analysis import REDUCERS, finished, score
 from experiments.runs import find_runs
+from funnel.train import signals
 from funnel.train.lock import RunDirectoryInUse, RunLock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -688,6 +689,7 @@ def main(argv=None) -> None:
     parser.add_argument("--traceback", action="store_true",
                         help="show an error's traceback (as HYDRA_FULL_ERROR=1 does) instead of one line")
     args = parser.parse_args(argv)
+    signals.install()  # SIGTERM (a preempted job) ends the study's current run cleanly, as Ctrl-C does
     try:
         study = Study.load(args.study, args.variant, args.methods, budget=args.budget, seeds=parse_seeds(args.seeds),
                            tuning_common=args.tuning_common)
@@ -706,6 +708,10 @@ def main(argv=None) -> None:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as err:
+        print(f"\n{signals.WHAT[signals.signal_name(err)]}: the study stopped. Run the same command to go on: the runs "
+              "that ended are reused, and the run it stopped resumes from its checkpoint", file=sys.stderr)
+        sys.exit(signals.exit_code(err))
     for name, entry in record["methods"].items():
         score = "not tuned" if entry["pick_score"] is None else f"score {entry['pick_score']:.3f}"
         print(f"{name}: pick {entry['pick']} ({score}, {len(entry['trials'])} trials, "

@@ -214,3 +214,31 @@ def test_a_study_whose_trials_all_diverge_ends_in_one_line(tmp_path, capsys, mon
     monkeypatch.setattr(protocol, "Runner", Diverging)
     line = refused(capsys, [str(write_study(tmp_path)), "--root", str(tmp_path / "runs")])
     assert line == f"error: adagrad: every one of 2 trials diverged or failed; see {tmp_path}/runs/adagrad/tune"
+
+
+# Before: SIGTERM (a preempted job) killed the study where it stood, silently, losing the run in progress.
+def test_sigterm_stops_the_study_in_one_line_with_the_run_checkpointed(fake_data, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from funnel.train import checkpoint
+
+    root = tmp_path / "runs"
+    study = write_study(tmp_path, budget=1)
+    extra = [*tiny("quick", fake_data), "trainer.max_steps=100000", "trainer.epochs=100000", "trainer.log_every=1"]
+    process = subprocess.Popen([sys.executable, "-m", "experiments.protocol", str(study), "--root", str(root),
+                                "--extra", *extra], cwd=protocol.ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in root.rglob("metrics.jsonl")):  # training has started
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert process.returncode == 143 and "Traceback" not in err, err
+    assert lines[-1].startswith("stopped by SIGTERM (a preemption or a kill): the study stopped. Run the same "
+                                "command to go on")
+    (run_dir,) = [p.parent for p in root.rglob("metrics.jsonl")]
+    assert checkpoint.load(run_dir / checkpoint.LAST)["step"] > 0  # the step it stopped in, checkpointed
