@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import analysis, stats
+from experiments.checks import WrongRuns
 from experiments.runs import Run, find_runs
 
 
@@ -21,7 +22,12 @@ def by_seed(runs: list[Run], value) -> dict[int, float | None]:
 
 def runs_in(root: Path, dirs: list[str]) -> list[Run]:
     """The runs in `dirs`, relative to a study's `root` as protocol.json lists them (a missing one is an error),
-    each labelled by that relative directory (how a report names the runs it draws)."""
+    each labelled by that relative directory (how a report names the runs it draws). A listed folder outside the root
+    (a protocol.json edited or from elsewhere) is refused: a report reads only the study it was given."""
+    for d in dirs:
+        if Path(d).is_absolute() or ".." in Path(d).parts:
+            raise WrongRuns(f"{root / 'protocol.json'} lists the run {d!r}, which is not a folder under the study's "
+                            "root: the file was edited or comes from elsewhere; run the study again to rewrite it")
     runs = [find_runs(root / d)[0] for d in dirs]
     for run, d in zip(runs, dirs):
         run.label = str(d)

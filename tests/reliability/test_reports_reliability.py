@@ -222,3 +222,13 @@ def test_an_unreadable_summary_is_named_and_the_run_taken_as_not_ended(sweep, tm
     assert result.returncode == 0 and warnings(result.stderr) == [line], result.stderr
     rows = {r[1]: r[-3:] for r in table(result.stdout)}
     assert rows == {'"Funnel': ["1", "0", "0"], "AdaGrad": ["0", "0", "1"]}
+
+
+# Before: a run folder that protocol.json listed was read wherever it pointed.
+def test_a_protocol_json_cannot_point_a_report_outside_its_study(tmp_path):
+    from experiments import compare
+    from experiments.checks import WrongRuns
+
+    for listed in ("../elsewhere", "/etc"):
+        with pytest.raises(WrongRuns, match="which is not a folder under the study's root"):
+            compare.runs_in(tmp_path, ["a/finals/seed=0", listed])
