@@ -185,6 +185,11 @@ def test_a_read_only_run_directory_ends_in_one_line(fake_data, tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert lines[-1].startswith("error: OSError: [Errno 30] Read-only file system"), lines[-1]
+        fresh = run_cli(common(fake_data, disk / "fresh"))  # a new run: Hydra's own mkdir used to raise
+        lines = [line for line in fresh.stderr.splitlines() if line.strip()]
+        assert fresh.returncode == 1 and "Traceback" not in fresh.stderr, fresh.stderr[-2000:]
+        assert lines[-1].startswith(f"error: OSError: cannot make the run folder {disk / 'fresh'} (Read-only file "
+                                    "system): set hydra.run.dir="), lines[-1]
     finally:
         subprocess.run(["umount", str(disk)], check=True)
 
