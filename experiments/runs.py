@@ -8,7 +8,6 @@ disagree on its last step is `inconsistent` and never counts as finished or dive
 """
 from __future__ import annotations
 
-import json
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -16,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-ENDED = ("finished", "diverged")  # the statuses a summary.json can hold
-NONFINITE = ("nan", "inf", "-inf")  # how metrics.jsonl writes numbers JSON has no word for
+from funnel.train.records import load_summary, read_metrics_lines
 
 
 @dataclass
@@ -115,50 +113,11 @@ def which(runs: list[Run]) -> str:
     return f"{where} ({labels}, seeds {[r.seed for r in runs]})"
 
 
-def read_metrics_file(path: str | Path) -> tuple[list[dict], list[int]]:
-    """metrics.jsonl's records, as funnel.train.records.read_metrics reads them ("nan", "inf" written as strings come
-    back as floats), and the numbers (from 1) of its lines that hold no record: cut short by a crash, garbage, or
-    JSON that is no object with an integer "step". Empty lines are skipped; no file, no records."""
-    path = Path(path)
-    if not path.exists():
-        return [], []
-    records, unreadable = [], []
-    for number, line in enumerate(path.read_text(errors="replace").split("\n"), 1):
-        if not line.strip("\r"):
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-            record = None
-        step = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool):
-            unreadable.append(number)
-            continue
-        records.append({k: float(v) if isinstance(v, str) and v in NONFINITE else v for k, v in record.items()})
-    return records, unreadable
-
-
 def read_summary(path: str | Path) -> tuple[dict | None, str | None]:
     """summary.json, and what is wrong with it: one that cannot be read, is no JSON object, or has no "status" of
     an ended run is read as no summary (the run has not ended). (None, None) without the file."""
-    path = Path(path)
-    if not path.exists():
-        return None, None
-    try:
-        text = path.read_text(errors="replace")
-        summary = json.loads(text)
-    except OSError as err:
-        return None, f"{path.name} cannot be read ({err.strerror or err}): taken as not ended"
-    except (ValueError, RecursionError) as err:
-        what = "is empty" if not text.strip() else f"is not valid JSON ({err})"
-        return None, f"{path.name} {what}: taken as not ended"
-    if not isinstance(summary, dict):
-        return None, f"{path.name} is not a JSON object: taken as not ended"
-    if "status" not in summary:
-        return None, f'{path.name} has no "status": taken as not ended'
-    if summary["status"] not in ENDED:
-        return None, f"{path.name} has status {summary['status']!r}, neither finished nor diverged: taken as not ended"
-    return summary, None
+    summary, problem = load_summary(path)
+    return summary, problem and f"{Path(path).name} {problem}: taken as not ended"
 
 
 def read_gains(path: str | Path) -> tuple[dict[str, np.ndarray], str | None]:
@@ -244,7 +203,7 @@ def read_run(run_dir: str | Path, gains: bool = True) -> Run:
     (`problems`, `inconsistent`) and in a warning on stderr. `gains=False` leaves gains.npz unread."""
     run_dir = Path(run_dir)
     summary, summary_problem = read_summary(run_dir / "summary.json")
-    metrics, unreadable = read_metrics_file(run_dir / "metrics.jsonl")
+    metrics, unreadable = read_metrics_lines(run_dir / "metrics.jsonl")
     problems, inconsistent = check_record(summary, metrics, unreadable)
     arrays, gains_problem = read_gains(run_dir / "gains.npz") if gains else ({}, None)
     problems = [p for p in (summary_problem, *problems, gains_problem) if p]

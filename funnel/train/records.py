@@ -65,20 +65,17 @@ class MetricsLog:
 
     def _resume(self, resume_step: int, saved: dict | None) -> list[str]:
         """The lines up to the checkpoint's step, and what the file lost before it (with a notice)."""
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        lines = list(metrics_lines(self.path))
         kept, steps, unreadable, reached = [], [], [], None
-        for number, line in enumerate(lines, 1):
-            try:
-                step = json.loads(line)["step"] if line else None
-            except (json.JSONDecodeError, KeyError, TypeError):
+        for number, line, record in lines:
+            if record is None:
                 unreadable.append(number)
-                continue
-            if step is not None and step <= resume_step:
+            elif record["step"] <= resume_step:
                 kept.append(line)
-                steps.append(step)
-            elif step is not None:
-                reached = step
-        if unreadable == [len(lines)]:
+                steps.append(record["step"])
+            else:
+                reached = record["step"]
+        if lines and unreadable == [lines[-1][0]]:
             say(f"{self.path}: dropped its last line, cut short by an interrupted write")
         elif unreadable:
             say(f"{self.path}: dropped {len(unreadable)} unreadable line(s) (line {_ranges(unreadable)}): the file "
@@ -152,32 +149,71 @@ def _stretches(missing: list[int], present: list[int]) -> list[list[int]]:
     return [[first, last] for first, last, _ in out]
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """metrics.jsonl with numbers as floats ("nan", "inf" written as strings come back as floats); a line cut
-    short by a crash is skipped."""
-    records = []
-    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+NONFINITE = ("nan", "inf", "-inf")  # how metrics.jsonl writes the numbers JSON has no word for
+ENDED = ("finished", "diverged")  # the statuses of a run's summary.json
+
+
+def metrics_lines(path: str | Path):
+    """Each non-empty line of metrics.jsonl: its number (from 1), its text, and its record, or None for a line that
+    holds none (cut short by a crash, garbage, JSON that is no object with an integer "step"). No file, no lines."""
+    path = Path(path)
+    if not path.exists():
+        return
+    for number, line in enumerate(path.read_text(errors="replace").split("\n"), 1):
+        if not line.strip("\r"):
+            continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        records.append({k: float(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v
-                        for k, v in record.items()})
-    return records
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            record = None
+        step = record.get("step") if isinstance(record, dict) else None
+        yield number, line, record if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def read_metrics_lines(path: str | Path) -> tuple[list[dict], list[int]]:
+    """metrics.jsonl's records, with numbers as floats ("nan", "inf" written as strings come back as floats), and
+    the numbers of the lines that hold no record."""
+    records, unreadable = [], []
+    for number, _, record in metrics_lines(path):
+        if record is None:
+            unreadable.append(number)
+        else:
+            records.append({k: float(v) if isinstance(v, str) and v in NONFINITE else v for k, v in record.items()})
+    return records, unreadable
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """metrics.jsonl's records; a line that holds none (see `metrics_lines`) is skipped."""
+    return read_metrics_lines(path)[0]
+
+
+def load_summary(path: str | Path) -> tuple[dict | None, str | None]:
+    """A run's summary.json, or what is wrong with it, said to follow the file's name: one that cannot be read, is
+    empty, is no JSON object or has no status of an ended run is no summary. (None, None) without the file."""
+    path = Path(path)
+    if not path.exists():
+        return None, None
+    try:
+        text = path.read_text(errors="replace")
+        summary = json.loads(text)
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    except (ValueError, RecursionError) as err:
+        return None, "is empty" if not text.strip() else f"is not valid JSON ({err})"
+    if not isinstance(summary, dict):
+        return None, "is not a JSON object"
+    if "status" not in summary:
+        return None, 'has no "status"'
+    if summary["status"] not in ENDED:
+        return None, f"has status {summary['status']!r}, neither finished nor diverged"
+    return summary, None
 
 
 def read_summary(path: str | Path) -> dict:
-    """A run's summary.json, or a ValueError that names the file and what to do when it cannot be read or holds no
-    run's end."""
-    path = Path(path)
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}): delete it to train the run again "
-                         "(from its checkpoint, if it has one)") from None
-    if not isinstance(summary, dict) or summary.get("status") not in ("finished", "diverged"):
-        raise ValueError(f"{path} holds no run's end (no status finished or diverged): delete it to train the run "
-                         "again (from its checkpoint, if it has one)")
+    """A run's summary.json, or a ValueError that names the file, what is wrong with it and what to do."""
+    summary, problem = load_summary(path)
+    if problem:
+        raise ValueError(f"{path} {problem}: delete it to train the run again (from its checkpoint, if it has one)")
     return summary
 
 
