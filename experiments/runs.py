@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from funnel.train.records import load_summary, read_metrics_lines
+from funnel.train.records import ended_steps, load_summary, read_metrics_lines, stretches_text
 
 
 @dataclass
@@ -139,14 +139,10 @@ def read_gains(path: str | Path) -> tuple[dict[str, np.ndarray], str | None]:
         return {}, f"{path.name} is unreadable ({reason}): read as no gain trajectories"
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def step_ranges(ranges) -> str:
-    """[[3, 5], [9, 9]] as "3-5, 9"."""
+    """[[3, 5], [9, 9]] as "3-5, 9" (as written, if the file holds something else)."""
     try:
-        return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+        return stretches_text(ranges)
     except (TypeError, ValueError):
         return str(ranges)
 
@@ -168,19 +164,14 @@ def check_record(summary: dict | None, metrics: list[dict], unreadable: list[int
     if summary is None:
         return problems, None
     record = summary.get("record") if isinstance(summary.get("record"), dict) else None
-    last = metrics[-1]["step"] if metrics else None
-    if record is not None and _is_int(record.get("last_step")):
-        expected = record["last_step"]
-    elif _is_int(summary.get("steps")):
-        expected = summary["steps"]
-    else:
-        expected = None
+    disagree = ended_steps(summary, metrics)
     inconsistent = None
-    if expected is not None and last != expected:
+    if disagree:
+        expected, last = disagree
         found = f"'s last readable step is {last}" if metrics else " has no readable line"
         inconsistent = f"summary.json says {summary['status']} at step {expected}, but metrics.jsonl{found}"
         problems.append(f"inconsistent: {inconsistent}; not counted as {summary['status']}")
-    elif record is not None and _is_int(record.get("lines")) and len(metrics) < record["lines"]:
+    elif record is not None and type(record.get("lines")) is int and len(metrics) < record["lines"]:
         problems.append(f"metrics.jsonl has {len(metrics)} readable lines of the {record['lines']} summary.json "
                         f"recorded: {record['lines'] - len(metrics)} missing")
     if record is not None:

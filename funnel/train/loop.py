@@ -26,8 +26,8 @@ from funnel.train.build import (build_model, build_optimizer, instantiate, loss_
 from funnel.train.lock import RunLock
 from funnel.train.evaluation import evaluate, has_eval_mode, recompute_batchnorm
 from funnel.train.plan import Plan, batch_stream
-from funnel.train.records import (GainTrajectories, MetricsLog, git_state, hardware, read_metrics, read_summary,
-                                  run_name, write_json)
+from funnel.train.records import (GainTrajectories, MetricsLog, ended_steps, git_state, hardware, read_metrics,
+                                  read_summary, run_name, write_json)
 from funnel.train.schedules import Constant
 from funnel.train.settings import TrainerSettings
 
@@ -166,14 +166,13 @@ def ended_summary(run_dir: Path, cfg: DictConfig, ddp) -> dict | None:
         raise ValueError(f"{run_dir} holds a run that {status} under another config ({checkpoint.listed(changes)}). "
                          "Run the command that trained it; or give this one another folder (hydra.run.dir=...); or "
                          "add trainer.resume=false to train it again here, replacing it.")
-    if "steps" in summary:
-        logged = read_metrics(run_dir / "metrics.jsonl")
-        last = logged[-1].get("step") if logged else None
-        if last != summary["steps"]:
-            where = "is missing or empty" if last is None else f"ends at step {last}"
-            raise ValueError(f"{run_dir}: summary.json says the run {status} at step {summary['steps']}, but its "
-                             f"metrics.jsonl {where}: the folder's files disagree, so it is not taken as {status}. "
-                             "Add trainer.resume=false to train it again here, replacing it.")
+    disagree = ended_steps(summary, read_metrics(run_dir / "metrics.jsonl"))
+    if disagree:
+        expected, last = disagree
+        where = "is missing or empty" if last is None else f"ends at step {last}"
+        raise ValueError(f"{run_dir}: summary.json says the run {status} at step {expected}, but its metrics.jsonl "
+                         f"{where}: the folder's files disagree, so it is not taken as {status}. Add "
+                         "trainer.resume=false to train it again here, replacing it.")
     if ddp.is_main:
         say(f"{run_dir}: already {status} under this config (trainer.resume=false trains it again)")
     return summary

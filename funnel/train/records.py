@@ -121,18 +121,20 @@ class MetricsLog:
         self._file.close()
 
 
+def stretches_text(stretches) -> str:
+    """[[1, 3], [7, 7]] -> "1-3, 7"."""
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in stretches)
+
+
 def _ranges(numbers: list[int]) -> str:
     """1, 2, 3, 7 -> "1-3, 7"."""
-    out, numbers = [], sorted(numbers)
-    start = previous = numbers[0]
-    for n in [*numbers[1:], None]:
-        if n is not None and n == previous + 1:
-            previous = n
-            continue
-        out.append(f"{start}" if start == previous else f"{start}-{previous}")
-        if n is not None:
-            start = previous = n
-    return ", ".join(out)
+    stretches = []
+    for n in sorted(numbers):
+        if stretches and n == stretches[-1][1] + 1:
+            stretches[-1][1] = n
+        else:
+            stretches.append([n, n])
+    return stretches_text(stretches)
 
 
 def _stretches(missing: list[int], present: list[int]) -> list[list[int]]:
@@ -207,6 +209,17 @@ def load_summary(path: str | Path) -> tuple[dict | None, str | None]:
     if summary["status"] not in ENDED:
         return None, f"has status {summary['status']!r}, neither finished nor diverged"
     return summary, None
+
+
+def ended_steps(summary: dict, metrics: list[dict]) -> tuple[int, int | None] | None:
+    """(the step a summary says its run ended at, metrics.jsonl's last step) when the two disagree, else None: the
+    folder then holds no one run. The summary's step is its record's last_step, or in an older summary its "steps";
+    a summary with neither is taken as it is."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    record = summary.get("record") if isinstance(summary.get("record"), dict) else {}
+    expected = next((v for v in (record.get("last_step"), summary.get("steps")) if is_int(v)), None)
+    last = metrics[-1]["step"] if metrics else None
+    return None if expected is None or last == expected else (expected, last)
 
 
 def read_summary(path: str | Path) -> dict:
