@@ -53,6 +53,7 @@ from experiments.analysis import REDUCERS, finished, score
 from experiments.runs import find_runs
 from funnel.train import signals
 from funnel.train.lock import RunDirectoryInUse, RunLock
+from funnel.train.records import load_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_DIR = ROOT / "configs" / "search"
@@ -449,12 +450,6 @@ class StudyRunner:
 class Runner(StudyRunner):
     """Composes a config from overrides and trains it in this process (one Python start for the whole study)."""
 
-    def __init__(self, extra: list[str] = (), logger: str = "none", study: str = "study"):
-        from funnel.train import resolvers
-
-        resolvers.register()
-        super().__init__(extra, logger, study)
-
     def __call__(self, overrides: list[str], run_dir: Path) -> None:
         from funnel.cli import is_user_error
         from funnel.train.loop import train
@@ -492,11 +487,9 @@ def ended_config(run_dir: Path) -> dict:
     """The resolved config the run in `run_dir` ended under (its summary.json's "config"); a StaleRun naming the
     file when that cannot be read."""
     path = run_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-        problem = None if isinstance(summary, dict) and isinstance(summary.get("config"), dict) else "no config in it"
-    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
-        problem = f"{type(err).__name__}: {one_line(err)}"
+    summary, problem = load_summary(path)
+    if summary is not None and not isinstance(summary.get("config"), dict):
+        problem = "no config in it"
     if problem:
         raise StaleRun(f"{path} is not a summary this study can check ({problem}), so whether that run is this "
                        f"study's cannot be told: delete {run_dir} to train that run again, or use another --root for "
@@ -609,12 +602,8 @@ def study_lock(root: Path, methods: list[str]):
     lock = RunLock(root, name)
     try:
         lock.__enter__()
-    except RunDirectoryInUse:
-        try:
-            holder = (root / name).read_text().strip() or "unknown"
-        except OSError:
-            holder = "unknown"
-        raise StudyInUse(f"{root} is in use by process {holder}, which is running a study of the same methods "
+    except RunDirectoryInUse as err:
+        raise StudyInUse(f"{root} is in use by process {err.holder}, which is running a study of the same methods "
                          "there; wait for it to end, or stop it, or give this study another --root") from None
     try:
         yield

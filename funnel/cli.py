@@ -188,9 +188,9 @@ def run() -> None:
         exit_cleanly()
     except KeyboardInterrupt as err:  # while Hydra composes, or once the run has ended
         if int(os.environ.get("RANK", "0")) == 0:
-            when = "after the run ended: nothing is lost" if _trained else \
-                f"before training started. To start again: {resume_command()}"
-            print(f"\n{signals.WHAT[signals.signal_name(err)]} {when}", file=sys.stderr)
+            line = f"{signals.WHAT[signals.signal_name(err)]} after the run ended: nothing is lost" if _trained \
+                else interrupted_line(err, resume=True)
+            print(f"\n{line}", file=sys.stderr)
         sys.exit(signals.exit_code(err))
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 
 class RunDirectoryInUse(RuntimeError):
-    pass
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder  # the PID the lock file names
 
 
 class RunLock:
@@ -30,7 +32,8 @@ class RunLock:
             holder = file.read().strip() or "unknown"
             file.close()
             raise RunDirectoryInUse(f"{self.path.parent} is in use by process {holder}, which is training this run; "
-                                    "wait for it to end, or stop it, or give this run another directory") from None
+                                    "wait for it to end, or stop it, or give this run another directory",
+                                    holder) from None
         file.seek(0)
         file.truncate()
         file.write(f"{os.getpid()}\n")

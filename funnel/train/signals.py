@@ -12,7 +12,6 @@ import contextlib
 import signal
 import threading
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 WHAT = {"SIGINT": "interrupted (Ctrl-C, SIGINT)", "SIGTERM": "stopped by SIGTERM (a preemption or a kill)"}
 
